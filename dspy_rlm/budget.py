@@ -1,0 +1,107 @@
+"""Per-call budgets and usage accounting.
+
+One `CallBudget` and one `UsageLedger` exist per RLM call. Sub-queries run on
+several host threads at once, so both are guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from dspy.utils.usage_tracker import UsageTracker, track_usage
+
+
+class BudgetExceeded(RuntimeError):
+    """The call's sub-LLM budget (`max_llm_calls`) cannot cover a request."""
+
+
+class CallBudget:
+    """A ceiling on sub-LLM calls shared by every sub-query of one RLM call."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self._used, 0)
+
+    def reserve(self, n: int = 1) -> None:
+        """Take `n` calls from the budget, all or none."""
+        with self._lock:
+            if self._used + n > self.limit:
+                raise BudgetExceeded(
+                    f"sub-LLM call budget exhausted: {self._used} of {self.limit} calls used, "
+                    f"{n} more requested. Aggregate what you already have in Python and call SUBMIT(...)."
+                )
+            self._used += n
+
+
+class UsageLedger:
+    """Counts root and sub-model calls, tokens where the LM reports them, and time."""
+
+    ROLES = ("root", "sub")
+
+    def __init__(self) -> None:
+        self._calls = {role: 0 for role in self.ROLES}
+        self._trackers = {role: UsageTracker() for role in self.ROLES}
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
+        self.sandbox_seconds = 0.0
+
+    @contextmanager
+    def track(self, role: str) -> Iterator[None]:
+        """Count one call of `role` and collect the tokens its LM reports.
+
+        `track_usage` nests: what it records rolls up into any tracker the user
+        opened (for example `dspy.configure(track_usage=True)`), so ours adds to
+        DSPy's usage rather than hiding it.
+        """
+        with self._lock:
+            self._calls[role] += 1
+        with track_usage() as tracker:
+            yield
+        with self._lock:
+            for lm, entries in tracker.usage_data.items():
+                self._trackers[role].usage_data[lm].extend(entries)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary: calls and tokens per role and per model, and wall-clock seconds."""
+        with self._lock:
+            by_role = {role: self._trackers[role].get_total_tokens() for role in self.ROLES}
+            calls = dict(self._calls)
+        by_model: dict[str, dict[str, int]] = {}
+        role_tokens = {role: _zero_tokens() for role in self.ROLES}
+        for role, per_lm in by_role.items():
+            for lm, usage in per_lm.items():
+                _add_tokens(by_model.setdefault(lm, _zero_tokens()), usage)
+                _add_tokens(role_tokens[role], usage)
+        return {
+            "root_calls": calls["root"],
+            "sub_calls": calls["sub"],
+            "root_tokens": role_tokens["root"],
+            "sub_tokens": role_tokens["sub"],
+            "total_tokens": sum(t["total_tokens"] for t in role_tokens.values()),
+            "by_model": by_model,
+            "sandbox_seconds": round(self.sandbox_seconds, 4),
+            "seconds": round(time.perf_counter() - self._started, 4),
+        }
+
+
+def _zero_tokens() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def _add_tokens(totals: dict[str, int], usage: dict[str, Any]) -> None:
+    for key in totals:
+        value = usage.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            totals[key] += value

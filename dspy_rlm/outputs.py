@@ -1,0 +1,95 @@
+"""Ending a run: SUBMIT / FINAL / FINAL_VAR, and typed validation of what they deliver.
+
+The guest functions are generated from the signature's output names and run
+on top of the sandbox's `_rlm_submit` primitive. What they deliver is checked
+on the host with pydantic, against the signature's types; a failure goes back
+to the model as an observation and the loop continues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dspy.adapters.utils import parse_value
+
+TERMINATION_NAMES = ("SUBMIT", "FINAL", "FINAL_VAR")
+
+_GUEST_TEMPLATE = '''
+_RLM_OUTPUTS = {names!r}
+
+def SUBMIT(*args, **kwargs):
+    """Finish the run with the final outputs: SUBMIT({call})."""
+    if len(args) > len(_RLM_OUTPUTS):
+        raise TypeError(f"SUBMIT() takes {{len(_RLM_OUTPUTS)}} outputs ({call}) but {{len(args)}} were given")
+    values = dict(zip(_RLM_OUTPUTS, args))
+    for key, value in kwargs.items():
+        if key not in _RLM_OUTPUTS:
+            raise TypeError(f"SUBMIT() got an unknown output {{key!r}}; the outputs are: {call}")
+        if key in values:
+            raise TypeError(f"SUBMIT() got two values for {{key!r}}")
+        values[key] = value
+    missing = [name for name in _RLM_OUTPUTS if name not in values]
+    if missing:
+        raise TypeError(f"SUBMIT() is missing {{', '.join(missing)}}; call SUBMIT({call})")
+    _rlm_submit(values)
+
+def FINAL(value):
+    """Finish the run with `value` as the single output."""
+    if len(_RLM_OUTPUTS) != 1:
+        raise TypeError("FINAL(value) works only when there is one output; call SUBMIT({call})")
+    _rlm_submit({{_RLM_OUTPUTS[0]: value}})
+
+def FINAL_VAR(name):
+    """Finish the run with the variable called `name` as the single output."""
+    import sys as _sys
+    if not isinstance(name, str):
+        raise TypeError("FINAL_VAR takes a variable's name as a string, for example FINAL_VAR('answer')")
+    frame = _sys._getframe(1)
+    scope = {{**frame.f_globals, **frame.f_locals}}
+    if name not in scope:
+        raise NameError(f"FINAL_VAR({{name!r}}): there is no variable called {{name!r}}")
+    FINAL(scope[name])
+'''
+
+
+def termination_code(output_names: list[str]) -> str:
+    """Guest source defining SUBMIT, FINAL and FINAL_VAR for these outputs."""
+    call = ", ".join(f"{name}=..." for name in output_names)
+    return _GUEST_TEMPLATE.format(names=list(output_names), call=call)
+
+
+class OutputError(ValueError):
+    """A submission did not match the signature; the message is meant for the model."""
+
+
+def parse_submission(payload: Any, output_fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate and coerce a submission against the signature's output fields."""
+    if not isinstance(payload, dict):
+        raise OutputError(f"[Error] The submission must map output names to values, got {type(payload).__name__}.")
+    missing = [name for name in output_fields if name not in payload]
+    if missing:
+        raise OutputError(f"[Error] Missing output fields: {missing}. Call SUBMIT with all of them.")
+    parsed, problems = {}, []
+    for name, field in output_fields.items():
+        annotation = field.annotation
+        try:
+            parsed[name] = parse_value(payload[name], annotation)
+        except Exception as exc:  # pydantic and json errors alike go back to the model
+            problems.append(f"{name}: expected {_type_label(annotation)}, got {_short(payload[name])}: {_first_line(exc)}")
+    if problems:
+        raise OutputError("[Type Error] " + "; ".join(problems) + ". Fix the values and call SUBMIT again.")
+    return parsed
+
+
+def _type_label(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300] if lines else type(exc).__name__

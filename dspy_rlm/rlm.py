@@ -1,0 +1,191 @@
+"""`RLM`: a Recursive Language Model as a DSPy module.
+
+The inputs live as variables in a sandboxed Python REPL. Each iteration the
+root model writes code (`generate_code`), the code runs and may ask a
+sub-model about pieces of the inputs (`sub_query`), and the run ends when the
+code calls SUBMIT / FINAL / FINAL_VAR. If the iterations run out, `extract`
+reads the history and produces the outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any, Callable
+
+import dspy
+from dspy.signatures.signature import ensure_signature
+from dspy.utils.exceptions import AdapterParseError, LMNotConfiguredError
+
+from dspy_rlm.repl import format_history
+from dspy_rlm.run import RLMRun
+from dspy_rlm.sandbox import SandboxLimits
+from dspy_rlm.signatures import SubQuery, build_code_signature, build_extract_signature
+from dspy_rlm.tools import RESERVED_RESULT_NAMES, is_reserved, normalize_tools, tool_docs
+from dspy_rlm.tracing import span
+
+EXTRACTED = "Extract forced final output"
+
+
+class RLM(dspy.Module):
+    """Answer over inputs far larger than a context window by writing code against them.
+
+    Args:
+        signature: the task, e.g. `"context, query -> answer"` or a Signature class.
+        max_iters: most code-writing iterations before `extract` answers from the history.
+        max_llm_calls: sub-model calls (`llm_query*`) allowed per call.
+        max_output_chars: characters of each step's output shown to the model (head and tail).
+        verbose: log each step's code and output.
+        tools: host functions the code may call (functions or `dspy.Tool`s).
+        sub_lm: LM for sub-queries; defaults to the configured LM.
+        interpreter_factory: accepted for `dspy.RLM` compatibility; code always runs in the eryx sandbox.
+        step_timeout: seconds one step may run.
+        max_memory_mb: memory cap of the sandbox.
+        max_concurrency: sub-queries of one `llm_query_batched` run at once.
+        max_prompt_chars: longest prompt one sub-query accepts.
+    """
+
+    def __init__(
+        self,
+        signature: type[dspy.Signature] | str,
+        max_iters: int = 20,
+        max_llm_calls: int = 50,
+        max_output_chars: int = 10_000,
+        verbose: bool = False,
+        tools: list[Callable] | None = None,
+        sub_lm: dspy.BaseLM | None = None,
+        interpreter_factory: Callable | None = None,
+        *,
+        step_timeout: float = 60.0,
+        max_memory_mb: int = 2048,
+        max_concurrency: int = 16,
+        max_prompt_chars: int = 500_000,
+    ):
+        super().__init__()
+        self.signature = _task_signature(signature)
+        _check_positive(max_iters=max_iters, max_output_chars=max_output_chars, max_concurrency=max_concurrency,
+                        max_prompt_chars=max_prompt_chars)
+        if max_llm_calls < 0:
+            raise ValueError(f"max_llm_calls must be 0 or more, got {max_llm_calls}")
+        if interpreter_factory is not None:
+            warnings.warn("dspy_rlm.RLM always runs code in its eryx sandbox; interpreter_factory is ignored. "
+                          "To run dspy.RLM on eryx, use dspy.RLM(..., interpreter_factory=dspy_rlm.EryxInterpreter).",
+                          UserWarning, stacklevel=2)
+        self.max_iters = max_iters
+        self.max_llm_calls = max_llm_calls
+        self.max_output_chars = max_output_chars
+        self.max_prompt_chars = max_prompt_chars
+        self.max_concurrency = max_concurrency
+        self.verbose = verbose
+        self.sub_lm = sub_lm
+        self.tools = normalize_tools(tools)
+        self.sandbox_limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
+        _check_names(self.signature, self.tools)
+
+        self.generate_code = dspy.Predict(build_code_signature(
+            self.signature, max_llm_calls=max_llm_calls, max_output_chars=max_output_chars,
+            max_prompt_chars=max_prompt_chars, tool_docs=tool_docs(self.tools),
+        ))
+        self.sub_query = dspy.Predict(SubQuery)
+        self.extract = dspy.Predict(build_extract_signature(self.signature))
+
+    def forward(self, **inputs: Any) -> dspy.Prediction:
+        self._check_call(inputs)
+        with RLMRun(self, inputs) as run:
+            for iteration in range(1, self.max_iters + 1):
+                with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):
+                    action = self._generate(run, iteration)
+                    outputs = None if action is None else run.execute(iteration, action.reasoning, action.code)
+                if outputs is not None:
+                    return run.prediction(outputs, action.reasoning)
+            with run.ledger.track("root"):
+                extracted = self.extract(**self._extract_inputs(run))
+            return run.prediction(self._outputs_of(extracted), EXTRACTED)
+
+    async def aforward(self, **inputs: Any) -> dspy.Prediction:
+        self._check_call(inputs)
+        run = RLMRun(self, inputs, loop=asyncio.get_running_loop())
+        await asyncio.to_thread(run.open)
+        try:
+            for iteration in range(1, self.max_iters + 1):
+                with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):
+                    action = await self._agenerate(run, iteration)
+                    outputs = None if action is None else await asyncio.to_thread(
+                        run.execute, iteration, action.reasoning, action.code)
+                if outputs is not None:
+                    return run.prediction(outputs, action.reasoning)
+            with run.ledger.track("root"):
+                extracted = await self.extract.acall(**self._extract_inputs(run))
+            return run.prediction(self._outputs_of(extracted), EXTRACTED)
+        finally:
+            await asyncio.to_thread(run.close)
+
+    def _generate(self, run: RLMRun, iteration: int) -> dspy.Prediction | None:
+        try:
+            with run.ledger.track("root"):
+                return self.generate_code(**run.code_inputs(iteration))
+        except AdapterParseError as error:
+            run.record_failure(iteration, _unparseable(error))
+            return None
+
+    async def _agenerate(self, run: RLMRun, iteration: int) -> dspy.Prediction | None:
+        try:
+            with run.ledger.track("root"):
+                return await self.generate_code.acall(**run.code_inputs(iteration))
+        except AdapterParseError as error:
+            run.record_failure(iteration, _unparseable(error))
+            return None
+
+    def _extract_inputs(self, run: RLMRun) -> dict[str, str]:
+        return {"variables_info": run.variables_info(), "repl_history": format_history(run.steps, self.max_output_chars)}
+
+    def _outputs_of(self, prediction: dspy.Prediction) -> dict[str, Any]:
+        return {name: prediction.get(name) for name in self.signature.output_fields}
+
+    def _check_call(self, inputs: dict[str, Any]) -> None:
+        expected = set(self.signature.input_fields)
+        missing = sorted(expected - set(inputs))
+        unexpected = sorted(set(inputs) - expected)
+        if unexpected:
+            raise ValueError(f"Unexpected inputs {unexpected}; this RLM takes {sorted(expected)}")
+        if missing:
+            raise ValueError(f"Missing required inputs {missing}; this RLM takes {sorted(expected)}")
+        if dspy.settings.lm is None and self.generate_code.lm is None:
+            raise LMNotConfiguredError("No LM is configured: call dspy.configure(lm=dspy.LM('provider/model')) "
+                                       "or set rlm.generate_code.lm before calling the RLM.")
+
+
+def _task_signature(signature: type[dspy.Signature] | str) -> type[dspy.Signature]:
+    try:
+        task = ensure_signature(signature)
+    except Exception as error:
+        raise ValueError(f"Invalid signature {signature!r}: {error}. "
+                         "Write it as 'context, query -> answer' or pass a dspy.Signature class.") from error
+    if not task.input_fields or not task.output_fields:
+        raise ValueError(f"Signature {signature!r} needs at least one input and one output, "
+                         "for example 'context, query -> answer'.")
+    return task
+
+
+def _check_names(task: type[dspy.Signature], tools: dict[str, Any]) -> None:
+    clashing = sorted(name for name in task.input_fields if is_reserved(name))
+    if clashing:
+        raise ValueError(f"Input names {clashing} clash with sandbox functions; rename those inputs.")
+    clashing = sorted(name for name in task.output_fields if is_reserved(name) or name in RESERVED_RESULT_NAMES)
+    if clashing:
+        raise ValueError(f"Output names {clashing} clash with sandbox functions or result fields "
+                         f"({sorted(RESERVED_RESULT_NAMES)}); rename those outputs.")
+    clashing = sorted(set(task.input_fields) & set(tools))
+    if clashing:
+        raise ValueError(f"Input names {clashing} are also tool names; rename the inputs or the tools.")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _unparseable(error: Exception) -> str:
+    return (f"[Error] Your answer could not be parsed ({type(error).__name__}). "
+            "Answer with the `reasoning` and `code` fields, the code in a ```python block.")

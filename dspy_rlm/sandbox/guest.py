@@ -1,0 +1,370 @@
+"""Python source that runs inside the sandbox (the guest), and builders for the
+small snippets the host sends to it.
+
+The guest support code lives in a module `_rlm_host` (not in the user's globals)
+so model code can't clobber it by accident. Each step is one eryx `execute()`
+that calls `_rlm_host.run_sync` / `run_async`: it compiles and runs the model's
+code in the user's globals, catches every exception (so eryx never sees one: no
+eryx frames, no traceback echoed into stderr, no poisoned instance after
+`raise SystemExit`), and leaves a report in `__rlm_result__` with the error, the
+submission, the variables, the async names and the names it restored.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RESULT_VARIABLE", "INPUTS_MOUNT", "boot_code", "boot_done", "step_code", "step_filename"]
+
+RESULT_VARIABLE = "__rlm_result__"
+INPUTS_MOUNT = "/inputs"
+CALLBACK_PREFIX = "__rlm_fn_"
+
+# Runs as module `_rlm_host`; `G` (the user's globals) is set before it runs.
+GUEST_MODULE = r'''
+import ast, builtins, inspect, json, linecache, math, os, sys, traceback
+
+_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_MISSING = object()
+_submission = None          # (payload,) once _rlm_submit ran in this step
+_protected = {}             # user-global name -> object restored after each step
+_guards = []                # (object, attribute, value, label) restored after each step
+_presetup = frozenset()     # globals before setup_code ran
+_baseline = frozenset()     # globals after setup_code: not the model's variables
+_fn_names = ()
+_limits = {}
+_current = ""               # filename of the code being run
+_changed = frozenset()      # line numbers the await rewrite changed in this step
+
+
+class Submitted(BaseException):
+    """Ends the step after _rlm_submit. A BaseException so that `except Exception`
+    in model code does not swallow it."""
+
+
+class CallbackLimitError(RuntimeError):
+    """Too many host function calls in one step."""
+
+
+def jsonable(x, _active=None):
+    """A JSON-safe copy of x: same rules as the host's to_json_safe."""
+    t = type(x)
+    if x is None or t is str or t is bool or t is int:
+        return x
+    if t is float:
+        return x if math.isfinite(x) else str(x)
+    if isinstance(x, (dict, list, tuple, set, frozenset)) or type(x).__name__ == "deque":
+        if _active is None:
+            _active = set()
+        key = id(x)
+        if key in _active:
+            return "..."
+        _active.add(key)
+        try:
+            if isinstance(x, dict):
+                return {(k if type(k) is str else str(jsonable(k, _active))): jsonable(v, _active)
+                        for k, v in x.items()}
+            if isinstance(x, (set, frozenset)):
+                try:
+                    x = sorted(x)
+                except TypeError:
+                    pass
+            return [jsonable(v, _active) for v in x]
+        finally:
+            _active.discard(key)
+    return _jsonable_object(x, _active)
+
+
+def _jsonable_object(x, _active):
+    import enum, dataclasses
+    if isinstance(x, enum.Enum):
+        return jsonable(x.value, _active)
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, bool):
+        return bool(x)
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        return jsonable(float(x))
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x).decode("utf-8", "replace")
+    if callable(getattr(x, "isoformat", None)) and type(x).__module__ == "datetime":
+        return x.isoformat()
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return jsonable(dataclasses.asdict(x), _active)
+    return repr(x)
+
+
+def submit(payload=None):
+    """Record the final payload and end the step."""
+    global _submission
+    _submission = (jsonable(payload),)
+    raise Submitted()
+
+
+def _no_exit(*args, **kwargs):
+    raise RuntimeError("exit() is disabled in this sandbox; call SUBMIT(...) to finish")
+
+
+def _no_breakpoint(*args, **kwargs):
+    raise RuntimeError("breakpoint() is not available in this sandbox")
+
+
+def _install_guards():
+    # Exiting the interpreter traps the wasm instance, which then needs a reset
+    # that loses every variable; sys.__stdout__ writes would bypass the capture.
+    _guards[:] = [
+        (builtins, "exit", _no_exit, "exit"), (builtins, "quit", _no_exit, "quit"),
+        (sys, "exit", _no_exit, "sys.exit"), (os, "_exit", _no_exit, "os._exit"),
+        (os, "abort", _no_exit, "os.abort"), (builtins, "breakpoint", _no_breakpoint, "breakpoint"),
+        (sys, "breakpointhook", _no_breakpoint, "sys.breakpointhook"),
+        (sys, "__stdout__", sys.stdout, "sys.__stdout__"), (sys, "__stderr__", sys.stderr, "sys.__stderr__"),
+    ]
+    for obj, attr, value, _ in _guards:
+        setattr(obj, attr, value)
+
+
+def _callback_error(name, message):
+    if message.startswith("Callback limit exceeded"):
+        return CallbackLimitError(
+            f"{name}: too many host function calls in one step (limit {_limits['calls']}); "
+            "batch the work or spread it over several steps")
+    if message.startswith("timeout"):
+        return RuntimeError(f"{name}: the call took longer than {_limits['callback_s']:g} s and was abandoned")
+    return RuntimeError(f"{name}: {message}")
+
+
+def _encode_default(x):
+    return jsonable(x)
+
+
+def _make_wrapper(name):
+    invoke = G["invoke"]  # bound now: model code may rebind `invoke`
+    callback = "__rlm_fn_" + name
+
+    async def wrapper(*args, **kwargs):
+        # Arguments and reply travel as JSON text: eryx's own conversion would
+        # sort dict keys and turn big ints into floats.
+        try:
+            data = json.dumps([args, kwargs], ensure_ascii=False, default=_encode_default)
+        except (TypeError, ValueError):  # e.g. tuple dict keys, deep nesting
+            data = json.dumps(jsonable([args, kwargs]), ensure_ascii=False)
+        try:
+            reply = await invoke(callback, payload=data)
+        except RuntimeError as exc:
+            raise _callback_error(name, str(exc)) from None
+        if type(reply) is dict:
+            raise RuntimeError(f"{name}: {reply['__rlm_error__']}")
+        return json.loads(reply)
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    return wrapper
+
+
+def init(inputs, functions, limits):
+    """Load the inputs, define the function wrappers and the guards."""
+    global _fn_names, _presetup, _limits
+    _limits = limits
+    for name, filename, kind in inputs:
+        with open("/inputs/" + filename, "rb") as f:
+            data = f.read()
+        G[name] = data.decode("utf-8", "surrogatepass") if kind == "text" else json.loads(data)
+    _fn_names = tuple(functions)
+    for name in functions:
+        G[name] = _make_wrapper(name)
+    G["_rlm_submit"] = submit
+    _install_guards()
+    _presetup = frozenset(G)
+
+
+def _seal():
+    # What setup_code defined is protected like the function wrappers.
+    global _protected, _baseline
+    names = [*_fn_names, "_rlm_submit", *(k for k in G if k not in _presetup and not k.startswith("__"))]
+    _protected = {k: G[k] for k in names if k in G}
+    _baseline = frozenset(G) | {"__rlm_result__"}
+
+
+def _restore():
+    restored = []
+    for name, value in _protected.items():
+        if G.get(name, _MISSING) is not value:
+            G[name] = value
+            restored.append(name)
+    for obj, attr, value, label in _guards:
+        if getattr(obj, attr, _MISSING) is not value:
+            setattr(obj, attr, value)
+            restored.append(label)
+    return restored
+
+
+def _is_async(v):
+    try:
+        return inspect.iscoroutinefunction(v)
+    except Exception:  # odd objects (raising __getattr__) must not break the report
+        return False
+
+
+def _scan():
+    names, coros = [], []
+    for k, v in list(G.items()):
+        if k.startswith("__"):
+            continue
+        if _is_async(v):
+            coros.append(k)
+        elif isinstance(v, type) and k not in _baseline:
+            coros.extend(f"{k}.{m}" for m, f in list(vars(v).items()) if _is_async(f))
+        if k[0] != "_" and k not in _baseline:
+            names.append(k)
+    return names, coros
+
+
+def _keep(frame):
+    return frame.filename == _current or frame.filename.startswith("<step ")
+
+
+def _trim(te, seen):
+    # Keep only the model's frames; the rewrite may have shifted columns on the
+    # lines it changed, so drop the carets there rather than point wrongly.
+    if te is None or id(te) in seen:
+        return
+    seen.add(id(te))
+    kept = [f for f in te.stack if _keep(f)]
+    for f in kept:
+        if f.filename == _current and f.lineno in _changed:
+            f.colno = f.end_colno = None
+    te.stack = traceback.StackSummary.from_list(kept)
+    _trim(te.__cause__, seen)
+    _trim(te.__context__, seen)
+    for sub in getattr(te, "exceptions", None) or ():
+        _trim(sub, seen)
+
+
+def format_error(exc):
+    try:
+        te = traceback.TracebackException.from_exception(exc)
+        _trim(te, set())
+        return "".join(te.format())
+    except Exception:  # e.g. MemoryError again: the last line is what matters
+        return "".join(traceback.format_exception_only(exc))
+
+
+def _kind(exc):
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, CallbackLimitError):
+        return "callback_limit"
+    return "exception"
+
+
+def _compile(code, original, filename):
+    global _submission, _current, _changed
+    _submission = None
+    _current = filename
+    shown = code if original is None else original
+    _changed = frozenset() if original is None else frozenset(
+        i for i, (a, b) in enumerate(zip(original.splitlines(), code.splitlines()), 1) if a != b)
+    # Registered so tracebacks show the model's own source lines.
+    linecache.cache[filename] = (len(shown), None, shown.splitlines(True), filename)
+    return compile(code, filename, "exec", _FLAGS, dont_inherit=True)
+
+
+def _finish(exc, syntax, seal):
+    global _submission
+    report = {}
+    if exc is not None and not isinstance(exc, Submitted):
+        report["error"] = format_error(exc)
+        report["kind"] = "syntax" if syntax else _kind(exc)
+    if _submission is not None:
+        # As JSON text so dict order and big ints survive eryx's conversion.
+        report["submission"] = json.dumps(_submission[0], ensure_ascii=False)
+        _submission = None
+    if seal:
+        _seal()
+    report["restored"] = _restore()
+    report["variables"], report["async"] = _scan()
+    G["__rlm_result__"] = report
+
+
+def run_sync(code, original, filename, seal=False):
+    """Run code that has no await/async in it."""
+    try:
+        co = _compile(code, original, filename)
+    except (SyntaxError, ValueError) as exc:
+        return _finish(exc, True, seal)
+    try:
+        if co.co_flags & inspect.CO_COROUTINE:  # the host checks for "await"/"async" first
+            raise RuntimeError("internal error: asynchronous code sent to the synchronous runner")
+        exec(co, G)
+    except BaseException as exc:
+        return _finish(exc, False, seal)
+    _finish(None, False, seal)
+
+
+async def run_async(code, original, filename, seal=False):
+    """Run code that may await at the top level."""
+    try:
+        co = _compile(code, original, filename)
+    except (SyntaxError, ValueError) as exc:
+        return _finish(exc, True, seal)
+    try:
+        result = eval(co, G)
+        if co.co_flags & inspect.CO_COROUTINE:
+            await result
+    except BaseException as exc:
+        return _finish(exc, False, seal)
+    _finish(None, False, seal)
+'''
+
+# Compiling GUEST_MODULE takes the guest ~10 ms; the bytecode it hands back on
+# the first boot in this process is reused by later boots (same guest Python).
+_bytecode: bytes | None = None
+
+_BOOT = """\
+def __rlm_boot(code):
+    import sys, types, marshal
+    module = types.ModuleType("_rlm_host")
+    module.G = globals()
+    sys.modules["_rlm_host"] = module
+    if isinstance(code, str):
+        code = compile(code, "<rlm-sandbox>", "exec")
+        globals()["__rlm_result__"] = marshal.dumps(code).hex()
+    else:
+        code = marshal.loads(code)
+    exec(code, module.__dict__)
+    return module
+__rlm_boot({code!r}).init({inputs!r}, {functions!r}, {limits!r})
+del __rlm_boot
+"""
+
+
+def boot_code(
+    inputs: list[tuple[str, str, str]], functions: list[str], *, max_calls: int, callback_timeout_s: float
+) -> str:
+    """Code for a fresh guest: install `_rlm_host`, load the inputs (name, file
+    name in the inputs folder, "text" or "json") and define the function wrappers.
+    Pass what its execute() returned to `boot_done`."""
+    limits = {"calls": max_calls, "callback_s": callback_timeout_s}
+    code = GUEST_MODULE if _bytecode is None else _bytecode
+    return _BOOT.format(code=code, inputs=inputs, functions=functions, limits=limits)
+
+
+def boot_done(result: object) -> None:
+    """Keep the guest module's bytecode if the boot compiled it."""
+    global _bytecode
+    if isinstance(result, str):
+        _bytecode = bytes.fromhex(result)
+
+
+def step_filename(number: int) -> str:
+    """The file name tracebacks show for step `number`."""
+    return f"<step {number}>"
+
+
+def step_code(code: str, original: str | None, filename: str, *, seal: bool = False) -> str:
+    """The execute() snippet that runs `code` (as rewritten; `original` is what the
+    model wrote, if different) under the guest's error handling."""
+    args = f"{code!r}, {original!r}, {filename!r}, {seal!r}"
+    if "await" in code or "async" in code:
+        return f"await __import__('_rlm_host').run_async({args})"
+    return f"__import__('_rlm_host').run_sync({args})"
+

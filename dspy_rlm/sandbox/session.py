@@ -1,0 +1,361 @@
+"""`Sandbox`: one pyeryx session that runs model-written Python steps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import keyword
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import eryx
+
+from dspy_rlm.sandbox import guest
+from dspy_rlm.sandbox.factory import load_factory
+from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
+from dspy_rlm.sandbox.limits import SandboxLimits
+from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
+from dspy_rlm.sandbox.rewrite import RewriteError, make_awaitable
+
+__all__ = ["Sandbox", "StepResult"]
+
+log = logging.getLogger(__name__)
+
+_NO_FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({})
+_RESERVED = frozenset({"invoke", "list_callbacks", "_rlm_submit"})
+_MAX_HOST_ERROR_CHARS = 2_000
+# Why the sandbox had to be restarted, as the restart note words it.
+_RESTART_CAUSE = {"timeout": "a timeout", "memory": "running out of memory", "fuel": "running out of fuel"}
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did. `stdout`/`stderr` are already truncated (head+tail)."""
+
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    error_kind: str | None = None  # syntax|exception|timeout|memory|fuel|callback_limit|crash|rewrite
+    submitted: bool = False
+    submission: Any = None
+    restarted: bool = False
+    lost_variables: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    callbacks: int = 0
+
+    @property
+    def observation(self) -> str:
+        """The text the model sees: stdout, stderr, error, then [notes]."""
+        parts = [p.rstrip("\n") for p in (self.stdout, self.stderr, self.error or "") if p and p.strip()]
+        parts += [f"[{note}]" for note in self.notes]
+        return "\n".join(parts) if parts else "(no output)"
+
+
+class _Step:
+    """State of the running step that host function calls read (on worker threads)."""
+
+    def __init__(self, deadline: float, context: contextvars.Context) -> None:
+        self.deadline = deadline
+        self.context = context
+        self.calls = 0
+        self.timed_out = False
+        self._lock = threading.Lock()
+
+    def count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+
+class _Shared:
+    """Mutable holder shared with the eryx callbacks; holds no reference to the
+    Sandbox, so a dropped Sandbox is freed (and its folder removed) promptly."""
+
+    def __init__(self, max_output_chars: int) -> None:
+        self.step = _Step(float("inf"), contextvars.copy_context())
+        self.stdout = OutputBuffer(max_output_chars)
+        self.stderr = OutputBuffer(max_output_chars)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callable[[str], Any]:
+    def callback(payload: str) -> Any:
+        step = shared.step
+        step.count()
+        # eryx does not enforce the step timeout while a callback is pending, so
+        # no new call may start once the step's time is up.
+        if time.monotonic() > step.deadline:
+            step.timed_out = True
+            raise eryx.SuspendCallback(f"step time limit reached before calling {name}")
+        try:
+            args, kwargs = json.loads(payload)
+            # A Context can't be entered by two threads at once; calls may overlap.
+            context = step.context.copy()
+            value = context.run(fn, *args, **kwargs)
+            if inspect.isawaitable(value):  # an async host function: run it on this worker thread
+                value = context.run(asyncio.run, _awaited(value))
+            # JSON text, not a value: eryx's conversion would sort dict keys.
+            return json.dumps(to_json_safe(value), ensure_ascii=False)
+        except Exception as exc:  # never let a host traceback (paths, source) reach the guest
+            message = truncate_middle(f"{type(exc).__name__}: {exc}", _MAX_HOST_ERROR_CHARS)
+            return {"__rlm_error__": message}
+
+    callback.__name__ = guest.CALLBACK_PREFIX + name
+    return callback
+
+
+def _check_names(inputs: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> None:
+    for what, names in (("input", inputs), ("function", functions)):
+        for name in names:
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise ValueError(
+                    f"{what} name {name!r} is not a valid Python identifier; rename it (e.g. 'context')"
+                )
+            if name in _RESERVED or name.startswith("__"):
+                raise ValueError(f"{what} name {name!r} is reserved by the sandbox; choose another name")
+    for name, fn in functions.items():
+        if not callable(fn):
+            raise TypeError(f"function {name!r} is not callable (got {type(fn).__name__})")
+    both = sorted(set(inputs) & set(functions))
+    if both:
+        raise ValueError(f"{', '.join(both)} given both as an input and as a function; rename one of them")
+
+
+def _write_inputs(folder: Path, inputs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Write each input to `folder`; return (name, file name, kind) for the guest."""
+    specs, used = [], set()
+    for name, value in inputs.items():
+        kind, data = encode_input(name, value)
+        # Names differing only in case would share a file on macOS/Windows.
+        base = name if name.casefold() not in used else f"{name}.{len(specs)}"
+        used.add(base.casefold())
+        filename = f"{base}.{'txt' if kind == 'text' else 'json'}"
+        (folder / filename).write_bytes(data)
+        specs.append((name, filename, kind))
+    return specs
+
+
+class Sandbox:
+    """A persistent Python session in a pyeryx WebAssembly sandbox.
+
+    `inputs` become variables (str as str; JSON-like values and pydantic models as
+    dicts/lists), loaded once from a read-only folder mounted at /inputs.
+    `functions` are host callables the guest calls as `name(*args, **kwargs)`
+    (async in the guest; plain calls are rewritten to `await`). `setup_code` runs
+    after the built-in prelude whenever the guest (re)starts; what it defines is
+    protected like the functions. Concurrent `run()` calls on one instance are
+    serialised."""
+
+    def __init__(
+        self,
+        inputs: Mapping[str, Any],
+        functions: Mapping[str, Callable[..., Any]] = _NO_FUNCTIONS,
+        *,
+        limits: SandboxLimits = SandboxLimits(),
+        setup_code: str = "",
+        max_output_chars: int = 10_000,
+    ) -> None:
+        _check_names(inputs, functions)
+        if max_output_chars <= 0:
+            raise ValueError(f"max_output_chars must be > 0, got {max_output_chars}")
+        self._limits = limits
+        self._max_chars = max_output_chars
+        self._function_names = list(functions)
+        self._setup_code = setup_code
+        self._lock = threading.Lock()
+        self._shared = _Shared(max_output_chars)
+        self._variables: list[str] = []
+        self._async_names: set[str] = set(functions)
+        self._steps = 0
+        self._session: eryx.Session | None = None
+        self._folder = folder = tempfile.mkdtemp(prefix="dspy-rlm-inputs-")
+        # Removes the folder on close(), on garbage collection or at exit.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        try:
+            self._inputs = _write_inputs(Path(folder), inputs)
+            self._session = self._create_session(folder, functions)
+            self._boot()
+        except BaseException:
+            self._session = None
+            self._cleanup()
+            raise
+
+    def _create_session(self, folder: str, functions: Mapping[str, Callable[..., Any]]) -> eryx.Session:
+        lim = self._limits
+        callbacks = [
+            {"name": guest.CALLBACK_PREFIX + name, "fn": _host_callback(name, fn, self._shared), "description": name}
+            for name, fn in functions.items()
+        ]
+        shared = self._shared
+        return load_factory().create_session(
+            resource_limits=eryx.ResourceLimits(
+                execution_timeout_ms=max(1, round(lim.step_timeout_s * 1000)),
+                callback_timeout_ms=max(1, round(lim.callback_timeout_s * 1000)),
+                max_memory_bytes=lim.memory_bytes,
+                max_callback_invocations=lim.max_callbacks_per_step,
+            ),
+            callbacks=callbacks,
+            volumes=[(folder, guest.INPUTS_MOUNT, True)],
+            # Through `shared`, not bound methods: eryx would keep the Sandbox alive.
+            on_stdout=lambda chunk: shared.stdout(chunk),
+            on_stderr=lambda chunk: shared.stderr(chunk),
+            result_variable=guest.RESULT_VARIABLE,
+        )
+
+    def _boot(self) -> None:
+        """Prelude, inputs and setup_code, on a new or freshly reset guest."""
+        assert self._session is not None
+        self._shared.step = _Step(time.monotonic() + self._limits.step_timeout_s, contextvars.copy_context())
+        booted = self._session.execute(
+            guest.boot_code(
+                self._inputs,
+                self._function_names,
+                max_calls=self._limits.max_callbacks_per_step,
+                callback_timeout_s=self._limits.callback_timeout_s,
+            )
+        )
+        guest.boot_done(booted.result)
+        report = self._session.execute(guest.step_code(self._setup_code, None, "<setup>", seal=True)).result
+        if report.get("error"):
+            raise ValueError(f"setup_code failed:\n{report['error']}")
+        self._variables = []
+        self._async_names = set(self._function_names) | set(report["async"])
+
+    @property
+    def variables(self) -> list[str]:
+        """Names of the model's variables after the last step (not inputs, not the
+        injected functions or setup names, not _private)."""
+        return list(self._variables)
+
+    def run(self, code: str) -> StepResult:
+        """Run one step of model code and report what happened."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        with self._lock:
+            if self._session is None:
+                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+            return self._run(code, time.perf_counter())
+
+    def _run(self, code: str, start: float) -> StepResult:
+        if "\0" in code:
+            return StepResult(
+                error="SyntaxError: the code contains NUL (\\x00) characters; remove them and run it again",
+                error_kind="syntax",
+                seconds=time.perf_counter() - start,
+            )
+        try:
+            runnable = make_awaitable(code, self._async_names)
+        except RewriteError as exc:
+            return StepResult(error=str(exc), error_kind="rewrite", seconds=time.perf_counter() - start)
+        self._steps += 1
+        snippet = guest.step_code(
+            runnable, None if runnable == code else code, guest.step_filename(self._steps)
+        )
+        step = _Step(time.monotonic() + self._limits.step_timeout_s, contextvars.copy_context())
+        shared = self._shared
+        shared.step = step
+        shared.stdout.clear()
+        shared.stderr.clear()
+        try:
+            report = self._session.execute(snippet).result
+            failure = None if isinstance(report, dict) and "variables" in report else ("crash", "no report")
+        except eryx.TimeoutError:  # not an EryxError subclass
+            failure = ("timeout", "")
+        except eryx.ResourceLimitError as exc:
+            failure = ("fuel" if "fuel" in str(exc).lower() else "memory", str(exc))
+        except Exception as exc:  # ExecutionError (trap, suspension) or anything unexpected
+            failure = ("timeout", "") if step.timed_out else ("crash", str(exc))
+        if failure is not None:
+            return self._recover(failure, step, start)
+        return self._result(report, step, start)
+
+    def _result(self, report: dict, step: _Step, start: float) -> StepResult:
+        notes = [f"`{name}` was overwritten by your code and has been restored" for name in report["restored"]]
+        kind = report.get("kind")
+        if kind == "memory":
+            notes.append(
+                f"the sandbox has a memory limit of {self._limits.memory_bytes / 2**20:,.0f} MiB; "
+                "`del` large variables you no longer need"
+            )
+        self._variables = list(report["variables"])
+        self._async_names = set(self._function_names) | set(report["async"])
+        error = report.get("error")
+        return StepResult(
+            stdout=self._shared.stdout.text(),
+            stderr=self._shared.stderr.text(),
+            error=truncate_middle(error.rstrip("\n"), self._max_chars) if error else None,
+            error_kind=kind,
+            submitted="submission" in report,
+            submission=json.loads(report["submission"]) if "submission" in report else None,
+            notes=notes,
+            seconds=time.perf_counter() - start,
+            callbacks=step.calls,
+        )
+
+    def _recover(self, failure: tuple[str, str], step: _Step, start: float) -> StepResult:
+        """Reset the guest after a step it could not finish, and say what was lost."""
+        kind, detail = failure
+        if kind == "crash":
+            log.warning("sandbox step crashed; restarting the guest: %s", detail.splitlines()[0] if detail else "")
+        lost = list(self._variables)
+        stdout, stderr = self._shared.stdout.text(), self._shared.stderr.text()
+        # Always reset, even when eryx says the guest is usable: after a timeout the
+        # stopped coroutine would otherwise keep running in later steps.
+        try:
+            self._session.reset()
+            self._boot()
+        except Exception as exc:
+            self._session = None
+            self._cleanup()
+            raise RuntimeError(
+                f"the sandbox could not be restarted after a {kind} and is now closed: {exc}"
+            ) from exc
+        cause = _RESTART_CAUSE.get(kind, "a crash")
+        lost_text = f"variables lost: {', '.join(lost)}" if lost else "no variables were lost"
+        return StepResult(
+            stdout=stdout,
+            stderr=stderr,
+            error=self._failure_message(kind),
+            error_kind=kind,
+            restarted=True,
+            lost_variables=lost,
+            notes=[f"sandbox restarted after {cause}: {lost_text}"],
+            seconds=time.perf_counter() - start,
+            callbacks=step.calls,
+        )
+
+    def _failure_message(self, kind: str) -> str:
+        limits = self._limits
+        if kind == "timeout":
+            return f"TimeoutError: the step ran longer than {limits.step_timeout_s:g} s and was stopped"
+        if kind == "memory":
+            return f"MemoryError: the step used more than the {limits.memory_bytes / 2**20:,.0f} MiB memory limit"
+        if kind == "fuel":
+            return "ResourceLimitError: the step ran out of its instruction budget"
+        return "SandboxCrash: the Python interpreter in the sandbox stopped abruptly"
+
+    def close(self) -> None:
+        """Drop the session and delete the inputs folder. Safe to call twice."""
+        with self._lock:
+            self._session = None
+            self._cleanup()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

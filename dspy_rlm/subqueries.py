@@ -1,0 +1,160 @@
+"""`llm_query` and `llm_query_batched`: sub-model calls made from sandbox code.
+
+They run on the host, through the RLM's `sub_query` predictor, so API keys
+never enter the sandbox and optimizers can tune the sub-query prompt. One
+`SubQueries` object serves one RLM call; it is called from the sandbox's
+worker threads, possibly many at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import dspy
+
+from dspy_rlm.budget import CallBudget, UsageLedger
+from dspy_rlm.repl import SubQueryRecord
+from dspy_rlm.tracing import set_outputs, span
+
+
+class SubQueries:
+    """The sub-query host functions of one RLM call."""
+
+    def __init__(
+        self,
+        predictor: dspy.Predict,
+        lm: Any,
+        budget: CallBudget,
+        ledger: UsageLedger,
+        *,
+        max_prompt_chars: int,
+        max_concurrency: int,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ):
+        self.predictor = predictor
+        self.lm = lm
+        self.budget = budget
+        self.ledger = ledger
+        self.max_prompt_chars = max_prompt_chars
+        self.max_concurrency = max_concurrency
+        self.loop = loop
+        self._records: list[SubQueryRecord] = []
+        self._lock = threading.Lock()
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """The host functions to expose in the sandbox."""
+        return {"llm_query": self.query, "llm_query_batched": self.batched, "llm_batch": self.batched}
+
+    def take_records(self) -> list[SubQueryRecord]:
+        """The sub-queries made since the last call (one step's worth)."""
+        with self._lock:
+            records, self._records = self._records, []
+        return records
+
+    def query(self, prompt: str) -> str:
+        """Ask the sub-model one prompt."""
+        self._check_prompt(prompt, "llm_query")
+        self.budget.reserve(1)
+        return self._ask(prompt)
+
+    def batched(self, prompts: list[str]) -> list[str]:
+        """Ask many prompts concurrently; a failed slot holds an "[ERROR] ..." string."""
+        if not isinstance(prompts, list):
+            raise TypeError(f"llm_query_batched expects a list of strings, got {type(prompts).__name__}")
+        for index, prompt in enumerate(prompts):
+            self._check_prompt(prompt, f"llm_query_batched prompt #{index}")
+        if not prompts:
+            return []
+        self.budget.reserve(len(prompts))
+        with span("llm_query_batched", "CHAIN", {"prompts": prompts}) as active:
+            if self.loop is not None:
+                future = asyncio.run_coroutine_threadsafe(self._abatched(prompts), self.loop)
+                answers = future.result()
+            else:
+                answers = self._threaded_batch(prompts)
+            set_outputs(active, answers)
+        return answers
+
+    def _threaded_batch(self, prompts: list[str]) -> list[str]:
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            # Each slot gets a copy of this context, so its spans nest under this batch.
+            futures = [pool.submit(contextvars.copy_context().run, self._ask_slot, p) for p in prompts]
+            return [future.result() for future in futures]
+
+    def _ask_slot(self, prompt: str) -> str:
+        try:
+            return self._ask(prompt)
+        except Exception as exc:
+            return f"[ERROR] {type(exc).__name__}: {exc}"
+
+    def _ask(self, prompt: str) -> str:
+        if self.loop is not None:
+            return asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop).result()
+        started = time.perf_counter()
+        response, error = "", None
+        try:
+            with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():
+                response = self.predictor(prompt=prompt).response
+                set_outputs(active, response)
+            return response
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._record(prompt, response, started, error)
+
+    async def _aask(self, prompt: str) -> str:
+        started = time.perf_counter()
+        response, error = "", None
+        try:
+            with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():
+                response = (await self.predictor.acall(prompt=prompt)).response
+                set_outputs(active, response)
+            return response
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._record(prompt, response, started, error)
+
+    async def _abatched(self, prompts: list[str]) -> list[str]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def slot(prompt: str) -> str:
+            async with gate:
+                try:
+                    return await self._aask(prompt)
+                except Exception as exc:
+                    return f"[ERROR] {type(exc).__name__}: {exc}"
+
+        return list(await asyncio.gather(*(slot(p) for p in prompts)))
+
+    def _lm_context(self) -> contextlib.AbstractContextManager:
+        return dspy.context(lm=self.lm) if self.lm is not None else contextlib.nullcontext()
+
+    def _check_prompt(self, prompt: Any, where: str) -> None:
+        if not isinstance(prompt, str):
+            raise TypeError(f"{where} must be a string, got {type(prompt).__name__}; build the prompt text with an f-string")
+        if not prompt.strip():
+            raise ValueError(f"{where} is empty; put the question and the text to read in the prompt")
+        if len(prompt) > self.max_prompt_chars:
+            raise ValueError(
+                f"{where} is {len(prompt):,} characters, over the limit of {self.max_prompt_chars:,}; "
+                "split the text into smaller chunks and use llm_query_batched"
+            )
+
+    def _record(self, prompt: str, response: str, started: float, error: str | None) -> None:
+        record = SubQueryRecord(
+            prompt_chars=len(prompt),
+            response_chars=len(response or ""),
+            seconds=round(time.perf_counter() - started, 4),
+            error=error,
+        )
+        with self._lock:
+            self._records.append(record)

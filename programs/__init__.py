@@ -1,0 +1,1 @@
+"""Task families, metric datasets and example programs built on `dspy_rlm.RLM`."""

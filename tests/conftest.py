@@ -1,0 +1,14 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def eryx_factory():
+    """The process-wide eryx SandboxFactory, loaded from the cache (built and
+    cached first if missing, which takes 20-50 s once per machine)."""
+    from dspy_rlm.sandbox.factory import load_factory
+
+    return load_factory()
