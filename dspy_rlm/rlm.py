@@ -56,7 +56,7 @@ class RLM(dspy.Module):
         sub_lm: dspy.BaseLM | None = None,
         interpreter_factory: Callable | None = None,
         *,
-        step_timeout: float = 60.0,
+        step_timeout: float = 120.0,
         max_memory_mb: int = 2048,
         max_concurrency: int = 16,
         max_prompt_chars: int = 500_000,

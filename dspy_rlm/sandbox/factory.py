@@ -54,9 +54,10 @@ def _build_factory() -> eryx.SandboxFactory:
     return eryx.SandboxFactory()
 
 
-def _try_load(path: Path) -> eryx.SandboxFactory | None:
-    """Load and check `path`; None if it is missing. A file that fails (truncated,
-    corrupt, built by another pyeryx) is deleted so it gets rebuilt."""
+def _try_load(path: Path, *, delete_bad: bool) -> eryx.SandboxFactory | None:
+    """Load and check `path`; None if it is missing or fails. A file that fails
+    (truncated, corrupt, built by another pyeryx) is deleted if `delete_bad`
+    (only under the build lock, so no process deletes a file another just wrote)."""
     if not path.is_file():
         return None
     try:
@@ -66,21 +67,22 @@ def _try_load(path: Path) -> eryx.SandboxFactory | None:
         factory.create_session().execute("pass")
         return factory
     except Exception as exc:  # eryx raises InitializationError, but be broad: any failure means rebuild
-        log.warning("cached eryx factory %s failed to load (%s); deleting and rebuilding", path, exc)
-        path.unlink(missing_ok=True)
+        if delete_bad:
+            log.warning("cached eryx factory %s failed to load (%s); deleting and rebuilding", path, exc)
+            path.unlink(missing_ok=True)
         return None
 
 
 def _load_or_build(path: Path) -> eryx.SandboxFactory:
     # Fast path without the file lock: files appear atomically via os.replace,
-    # so a file that exists is complete (or corrupt for other reasons).
-    factory = _try_load(path)
+    # so a file that exists is complete (or damaged some other way).
+    factory = _try_load(path, delete_bad=False)
     if factory is not None:
         return factory
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         # Another process may have built it while we waited for the lock.
-        factory = _try_load(path)
+        factory = _try_load(path, delete_bad=True)
         if factory is not None:
             return factory
         log.warning(

@@ -12,7 +12,9 @@ submission, the variables, the async names and the names it restored.
 
 from __future__ import annotations
 
-__all__ = ["RESULT_VARIABLE", "INPUTS_MOUNT", "boot_code", "boot_done", "step_code", "step_filename"]
+__all__ = [
+    "RESULT_VARIABLE", "INPUTS_MOUNT", "boot_code", "boot_done", "step_code", "step_filename", "set_inputs_code",
+]
 
 RESULT_VARIABLE = "__rlm_result__"
 INPUTS_MOUNT = "/inputs"
@@ -160,20 +162,35 @@ def _make_wrapper(name):
     return wrapper
 
 
-def init(inputs, functions, limits):
-    """Load the inputs, define the function wrappers and the guards."""
-    global _fn_names, _presetup, _limits
-    _limits = limits
+def _load(inputs):
     for name, filename, kind in inputs:
         with open("/inputs/" + filename, "rb") as f:
             data = f.read()
         G[name] = data.decode("utf-8", "surrogatepass") if kind == "text" else json.loads(data)
+
+
+def init(inputs, functions, limits):
+    """Load the inputs, define the function wrappers and the guards."""
+    global _fn_names, _presetup, _limits
+    _limits = limits
+    _load(inputs)
     _fn_names = tuple(functions)
     for name in functions:
         G[name] = _make_wrapper(name)
     G["_rlm_submit"] = submit
     _install_guards()
     _presetup = frozenset(G)
+
+
+def set_inputs(inputs):
+    """Load (new or changed) inputs into a running guest; they are inputs, not the
+    model's variables."""
+    global _presetup, _baseline
+    _load(inputs)
+    names = frozenset(name for name, _, _ in inputs)
+    _presetup |= names
+    _baseline |= names
+    G["__rlm_result__"] = {"variables": _scan()[0]}
 
 
 def _seal():
@@ -368,3 +385,7 @@ def step_code(code: str, original: str | None, filename: str, *, seal: bool = Fa
         return f"await __import__('_rlm_host').run_async({args})"
     return f"__import__('_rlm_host').run_sync({args})"
 
+
+def set_inputs_code(inputs: list[tuple[str, str, str]]) -> str:
+    """The execute() snippet that loads these inputs (as for `boot_code`) into a running guest."""
+    return f"__import__('_rlm_host').set_inputs({inputs!r})"

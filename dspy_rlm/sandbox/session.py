@@ -135,7 +135,7 @@ def _check_names(inputs: Mapping[str, Any], functions: Mapping[str, Callable[...
         raise ValueError(f"{', '.join(both)} given both as an input and as a function; rename one of them")
 
 
-def _write_inputs(folder: Path, inputs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def _write_inputs(folder: Path, inputs: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
     """Write each input to `folder`; return (name, file name, kind) for the guest."""
     specs, used = [], set()
     for name, value in inputs.items():
@@ -143,10 +143,15 @@ def _write_inputs(folder: Path, inputs: Mapping[str, Any]) -> list[tuple[str, st
         # Names differing only in case would share a file on macOS/Windows.
         base = name if name.casefold() not in used else f"{name}.{len(specs)}"
         used.add(base.casefold())
-        filename = f"{base}.{'txt' if kind == 'text' else 'json'}"
+        filename = f"{prefix}{base}.{'txt' if kind == 'text' else 'json'}"
         (folder / filename).write_bytes(data)
         specs.append((name, filename, kind))
     return specs
+
+
+def _remove_files(folder: str, specs: list[tuple[str, str, str]]) -> None:
+    for _, filename, _ in specs:
+        (Path(folder) / filename).unlink(missing_ok=True)
 
 
 class Sandbox:
@@ -181,6 +186,7 @@ class Sandbox:
         self._variables: list[str] = []
         self._async_names: set[str] = set(functions)
         self._steps = 0
+        self._input_writes = 0
         self._session: eryx.Session | None = None
         self._folder = folder = tempfile.mkdtemp(prefix="dspy-rlm-inputs-")
         # Removes the folder on close(), on garbage collection or at exit.
@@ -234,6 +240,45 @@ class Sandbox:
             raise ValueError(f"setup_code failed:\n{report['error']}")
         self._variables = []
         self._async_names = set(self._function_names) | set(report["async"])
+
+    def set_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Add inputs, or replace the values of existing ones, in the running guest.
+
+        Each value is written to the read-only mount and loaded like the inputs given
+        to the constructor (a variable of that name is overwritten), and is re-mounted
+        after any restart. It costs a file write and a guest load per value, so pass
+        only values that changed. If the guest cannot load them (memory cap), it is
+        restarted with the previous inputs and ValueError is raised."""
+        if not inputs:
+            return
+        _check_names(inputs, {})
+        clashing = sorted(set(inputs) & set(self._function_names))
+        if clashing:
+            raise ValueError(f"{', '.join(clashing)} given both as an input and as a function; rename one of them")
+        with self._lock:
+            if self._session is None:
+                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+            self._input_writes += 1
+            # New file names: the files of the current inputs stay valid for a restart.
+            added = _write_inputs(Path(self._folder), inputs, prefix=f"v{self._input_writes}.")
+            step = _Step(time.monotonic() + self._limits.step_timeout_s, contextvars.copy_context())
+            self._shared.step = step
+            try:
+                report = self._session.execute(guest.set_inputs_code(added)).result
+                if not isinstance(report, dict) or "variables" not in report:
+                    raise RuntimeError("the guest did not report back")
+            except Exception as exc:  # e.g. over the memory cap: the guest may hold part of them
+                _remove_files(self._folder, added)
+                self._recover(("memory" if "memory" in str(exc).lower() else "crash", str(exc)),
+                              step, time.perf_counter())
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                raise ValueError(
+                    f"the sandbox could not load the inputs {sorted(inputs)} ({lines[-1] if lines else repr(exc)}) "
+                    "and was restarted with the previous inputs; the model's variables were lost"
+                ) from exc
+            _remove_files(self._folder, [spec for spec in self._inputs if spec[0] in inputs])
+            self._inputs = [spec for spec in self._inputs if spec[0] not in inputs] + added
+            self._variables = list(report["variables"])
 
     @property
     def variables(self) -> list[str]:
