@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 from dspy.utils.usage_tracker import UsageTracker, track_usage
 
+from dspy_rlm.limits import estimate_cost
+
 
 class BudgetExceeded(RuntimeError):
     """The call's sub-LLM budget (`max_llm_calls`) cannot cover a request."""
@@ -23,6 +25,7 @@ class CallBudget:
 
     def __init__(self, limit: int):
         self.limit = limit
+        self.refusals = 0
         self._used = 0
         self._lock = threading.Lock()
 
@@ -38,6 +41,7 @@ class CallBudget:
         """Take `n` calls from the budget, all or none."""
         with self._lock:
             if self._used + n > self.limit:
+                self.refusals += 1
                 raise BudgetExceeded(
                     f"sub-LLM call budget exhausted: {self._used} of {self.limit} calls used, "
                     f"{n} more requested. Aggregate what you already have in Python and call SUBMIT(...)."
@@ -84,6 +88,8 @@ class UsageLedger:
             for lm, usage in per_lm.items():
                 _add_tokens(by_model.setdefault(lm, _zero_tokens()), usage)
                 _add_tokens(role_tokens[role], usage)
+        costs = [estimate_cost(lm, t["prompt_tokens"], t["completion_tokens"]) for lm, t in by_model.items()]
+        known = [c for c in costs if c is not None]
         return {
             "root_calls": calls["root"],
             "sub_calls": calls["sub"],
@@ -91,6 +97,8 @@ class UsageLedger:
             "sub_tokens": role_tokens["sub"],
             "total_tokens": sum(t["total_tokens"] for t in role_tokens.values()),
             "by_model": by_model,
+            # Estimated from token counts at published prices; None when no model's price is known.
+            "cost_usd": round(sum(known), 6) if known else None,
             "sandbox_seconds": round(self.sandbox_seconds, 4),
             "seconds": round(time.perf_counter() - self._started, 4),
         }

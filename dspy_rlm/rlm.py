@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import dspy
 from dspy.signatures.signature import ensure_signature
-from dspy.utils.exceptions import AdapterParseError, LMNotConfiguredError
+from dspy.utils.exceptions import LMNotConfiguredError
 
-from dspy_rlm.repl import format_history
+from dspy_rlm.limits import RunLimits
 from dspy_rlm.run import RLMRun
 from dspy_rlm.sandbox import SandboxLimits
 from dspy_rlm.signatures import SubQuery, build_code_signature, build_extract_signature
 from dspy_rlm.tools import RESERVED_RESULT_NAMES, is_reserved, normalize_tools, tool_docs
 from dspy_rlm.tracing import span
-
-EXTRACTED = "Extract forced final output"
-
 
 class RLM(dspy.Module):
     """Answer over inputs far larger than a context window by writing code against them.
@@ -43,6 +40,11 @@ class RLM(dspy.Module):
         max_memory_mb: memory cap of the sandbox.
         max_concurrency: sub-queries of one `llm_query_batched` run at once.
         max_prompt_chars: longest prompt one sub-query accepts.
+        max_time, max_tokens, max_cost, max_consecutive_errors: global limits of one call
+            (seconds, tokens, US dollars, failed steps in a row); None means unlimited.
+        on_limit: how a call ends at a limit (iterations included): "extract" outputs from the
+            history (one more model call, skipped for time, token and cost limits), "return"
+            the best answer so far, or "raise" `LimitExceeded`.
     """
 
     def __init__(
@@ -60,6 +62,11 @@ class RLM(dspy.Module):
         max_memory_mb: int = 2048,
         max_concurrency: int = 16,
         max_prompt_chars: int = 500_000,
+        max_time: float | None = None,
+        max_tokens: int | None = None,
+        max_cost: float | None = None,
+        max_consecutive_errors: int | None = None,
+        on_limit: Literal["raise", "extract", "return"] = "extract",
     ):
         super().__init__()
         self.signature = _task_signature(signature)
@@ -80,6 +87,8 @@ class RLM(dspy.Module):
         self.sub_lm = sub_lm
         self.tools = normalize_tools(tools)
         self.sandbox_limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
+        self.run_limits = RunLimits(max_time=max_time, max_tokens=max_tokens, max_cost=max_cost,
+                                    max_consecutive_errors=max_consecutive_errors, on_limit=on_limit)
         _check_names(self.signature, self.tools)
 
         self.generate_code = dspy.Predict(build_code_signature(
@@ -93,14 +102,14 @@ class RLM(dspy.Module):
         self._check_call(inputs)
         with RLMRun(self, inputs) as run:
             for iteration in range(1, self.max_iters + 1):
+                if run.limit_reached():
+                    break
                 with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):
-                    action = self._generate(run, iteration)
-                    outputs = None if action is None else run.execute(iteration, action.reasoning, action.code)
+                    action = run.generate(iteration)
+                    outputs = run.execute(iteration, action)
                 if outputs is not None:
                     return run.prediction(outputs, action.reasoning)
-            with run.ledger.track("root"):
-                extracted = self.extract(**self._extract_inputs(run))
-            return run.prediction(self._outputs_of(extracted), EXTRACTED)
+            return run.finish()
 
     async def aforward(self, **inputs: Any) -> dspy.Prediction:
         self._check_call(inputs)
@@ -108,39 +117,16 @@ class RLM(dspy.Module):
         await asyncio.to_thread(run.open)
         try:
             for iteration in range(1, self.max_iters + 1):
+                if run.limit_reached():
+                    break
                 with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):
-                    action = await self._agenerate(run, iteration)
-                    outputs = None if action is None else await asyncio.to_thread(
-                        run.execute, iteration, action.reasoning, action.code)
+                    action = await run.agenerate(iteration)
+                    outputs = await asyncio.to_thread(run.execute, iteration, action)
                 if outputs is not None:
                     return run.prediction(outputs, action.reasoning)
-            with run.ledger.track("root"):
-                extracted = await self.extract.acall(**self._extract_inputs(run))
-            return run.prediction(self._outputs_of(extracted), EXTRACTED)
+            return await run.afinish()
         finally:
             await asyncio.to_thread(run.close)
-
-    def _generate(self, run: RLMRun, iteration: int) -> dspy.Prediction | None:
-        try:
-            with run.ledger.track("root"):
-                return self.generate_code(**run.code_inputs(iteration))
-        except AdapterParseError as error:
-            run.record_failure(iteration, _unparseable(error))
-            return None
-
-    async def _agenerate(self, run: RLMRun, iteration: int) -> dspy.Prediction | None:
-        try:
-            with run.ledger.track("root"):
-                return await self.generate_code.acall(**run.code_inputs(iteration))
-        except AdapterParseError as error:
-            run.record_failure(iteration, _unparseable(error))
-            return None
-
-    def _extract_inputs(self, run: RLMRun) -> dict[str, str]:
-        return {"variables_info": run.variables_info(), "repl_history": format_history(run.steps, self.max_output_chars)}
-
-    def _outputs_of(self, prediction: dspy.Prediction) -> dict[str, Any]:
-        return {name: prediction.get(name) for name in self.signature.output_fields}
 
     def _check_call(self, inputs: dict[str, Any]) -> None:
         expected = set(self.signature.input_fields)
@@ -184,8 +170,3 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _unparseable(error: Exception) -> str:
-    return (f"[Error] Your answer could not be parsed ({type(error).__name__}). "
-            "Answer with the `reasoning` and `code` fields, the code in a ```python block.")

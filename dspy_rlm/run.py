@@ -1,20 +1,25 @@
 """`RLMRun`: the state of one RLM call.
 
 Everything that changes during a call (the sandbox session, the budget, the
-usage ledger, the trajectory) lives here, never on the module, so one `RLM`
-instance serves many threads and coroutines at once.
+usage ledger, the trajectory, the deadline) lives here, never on the module,
+so one `RLM` instance serves many threads and coroutines at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError, LMError
 
 from dspy_rlm.budget import CallBudget, UsageLedger
+from dspy_rlm.limits import Deadline, LimitExceeded, LimitName, LMFailure
 from dspy_rlm.outputs import OutputError, parse_submission, termination_code
 from dspy_rlm.repl import CodeProblem, Step, extract_code, format_history, format_variables
 from dspy_rlm.sandbox import Sandbox
@@ -27,31 +32,45 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dspy_rlm")
 
+EXTRACTED = "Extract forced final output"
+# Limits after which one more model call (extract) would not overspend.
+_EXTRACTABLE = {"iterations", "sub_calls", "consecutive_errors"}
+
+
+class DeadlineReached(Exception):
+    """The call's wall-clock deadline passed while waiting on the model."""
+
 
 class RLMRun:
-    """One call of an `RLM`: opens a sandbox, executes steps, builds the result."""
+    """One call of an `RLM`: opens a sandbox, generates and executes steps, builds the result."""
 
     def __init__(self, rlm: RLM, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None):
         self.rlm = rlm
         self.inputs = inputs
         self.loop = loop
+        self.limits = rlm.run_limits
+        self.deadline = Deadline(self.limits.max_time)
         self.budget = CallBudget(rlm.max_llm_calls)
         self.ledger = UsageLedger()
         self.sub_queries = SubQueries(
             rlm.sub_query, rlm.sub_lm, self.budget, self.ledger,
-            max_prompt_chars=rlm.max_prompt_chars, max_concurrency=rlm.max_concurrency, loop=loop,
+            max_prompt_chars=rlm.max_prompt_chars, max_concurrency=rlm.max_concurrency,
+            loop=loop, deadline=self.deadline,
         )
         self.steps: list[Step] = []
         self.sandbox: Sandbox | None = None
+        self.best_answer: dict | None = None
+        self.consecutive_errors = 0
+        self._waiter: ThreadPoolExecutor | None = None
+
+    # -- lifecycle ---------------------------------------------------------
 
     def open(self) -> None:
         functions = dict(self.sub_queries.functions())
         for name, tool in self.rlm.tools.items():
             functions[name] = tool_function(tool, self._run_coroutine)
         self.sandbox = Sandbox(
-            self.inputs,
-            functions,
-            limits=self.rlm.sandbox_limits,
+            self.inputs, functions, limits=self.rlm.sandbox_limits,
             setup_code=termination_code(list(self.rlm.signature.output_fields)),
             max_output_chars=self.rlm.max_output_chars,
         )
@@ -59,6 +78,38 @@ class RLMRun:
     def close(self) -> None:
         if self.sandbox is not None:
             self.sandbox.close()
+        if self._waiter is not None:
+            self._waiter.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> RLMRun:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- the root model ----------------------------------------------------
+
+    def generate(self, iteration: int) -> dspy.Prediction | None:
+        """Ask `generate_code` for the next step; None if its answer was unusable."""
+        try:
+            with self.ledger.track("root"):
+                return self._bounded(self.rlm.generate_code, **self.code_inputs(iteration))
+        except (AdapterParseError, DeadlineReached) as problem:
+            self._generation_failed(iteration, problem)
+            return None
+        except LMError as error:
+            raise LMFailure(f"the root model failed: {type(error).__name__}: {error}", **self._details()) from error
+
+    async def agenerate(self, iteration: int) -> dspy.Prediction | None:
+        try:
+            with self.ledger.track("root"):
+                return await self._abounded(self.rlm.generate_code.acall(**self.code_inputs(iteration)))
+        except (AdapterParseError, DeadlineReached) as problem:
+            self._generation_failed(iteration, problem)
+            return None
+        except LMError as error:
+            raise LMFailure(f"the root model failed: {type(error).__name__}: {error}", **self._details()) from error
 
     def code_inputs(self, iteration: int) -> dict[str, str]:
         """The inputs of `generate_code` for this iteration."""
@@ -73,38 +124,125 @@ class RLMRun:
         created = self.sandbox.variables if self.sandbox is not None else []
         return format_variables(self.inputs, descs, created)
 
-    def execute(self, iteration: int, reasoning: str, raw_code: str | None) -> dict[str, Any] | None:
-        """Run one step; return the validated outputs when the code finished the run."""
+    # -- the sandbox -------------------------------------------------------
+
+    def execute(self, iteration: int, action: dspy.Prediction | None) -> dict[str, Any] | None:
+        """Run one step's code; return the validated outputs when the code finished the run."""
+        if action is None:
+            return None
         started = time.perf_counter()
         try:
-            code = extract_code(raw_code)
+            code = extract_code(action.code)
         except CodeProblem as problem:
-            self._record(iteration, reasoning, raw_code or "", str(problem), "no_code", started)
+            self._record(iteration, action.reasoning, action.code or "", str(problem), "no_code", started)
             return None
         with span("rlm.execute_code", "TOOL", {"code": code}) as active:
-            result = self.sandbox.run(code)
+            result = self.sandbox.run(code, timeout_s=self.deadline.bound(self.rlm.sandbox_limits.step_timeout_s))
             set_outputs(active, {"output": result.observation, "error": result.error, "seconds": result.seconds})
         self.ledger.sandbox_seconds += result.seconds
-        output, outputs = result.observation, None
+        output, outputs, error = result.observation, None, result.error_kind
         if result.submitted:
+            self.best_answer = result.submission if isinstance(result.submission, dict) else self.best_answer
             try:
                 outputs = parse_submission(result.submission, self.rlm.signature.output_fields)
             except OutputError as problem:
-                output = f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)
-        self._record(iteration, reasoning, code, output, result.error_kind, started)
+                output, error = (f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)), "output"
+        self._record(iteration, action.reasoning, code, output, error, started)
         return outputs
 
-    def record_failure(self, iteration: int, message: str) -> None:
-        """Record a step whose code could not even be generated (for example an unparseable answer)."""
-        self._record(iteration, "", "", message, "generation", time.perf_counter())
+    # -- limits and the end of a call --------------------------------------
 
-    def prediction(self, outputs: dict[str, Any], final_reasoning: str) -> dspy.Prediction:
-        return dspy.Prediction(
-            **outputs,
-            trajectory=[step.model_dump() for step in self.steps],
-            final_reasoning=final_reasoning,
-            usage=self.ledger.summary(),
-        )
+    def limit_reached(self) -> LimitName | None:
+        """The first global limit this call has reached, if any."""
+        limits, usage = self.limits, self.ledger.summary()
+        if self.deadline.passed:
+            return "deadline"
+        if limits.max_tokens is not None and usage["total_tokens"] >= limits.max_tokens:
+            return "tokens"
+        if limits.max_cost is not None and (usage["cost_usd"] or 0.0) >= limits.max_cost:
+            return "cost"
+        if limits.max_consecutive_errors is not None and self.consecutive_errors >= limits.max_consecutive_errors:
+            return "consecutive_errors"
+        if self.budget.refusals >= 2:  # the model was told once, and asked again
+            return "sub_calls"
+        return None
+
+    def finish(self) -> dspy.Prediction:
+        """End a call that did not SUBMIT, as `on_limit` says."""
+        limit = self._ending_limit()
+        if self._wants_extract(limit):
+            with self.ledger.track("root"):
+                extracted = self._bounded(self.rlm.extract, **self._extract_inputs())
+            return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
+        return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
+
+    async def afinish(self) -> dspy.Prediction:
+        limit = self._ending_limit()
+        if self._wants_extract(limit):
+            with self.ledger.track("root"):
+                extracted = await self._abounded(self.rlm.extract.acall(**self._extract_inputs()))
+            return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
+        return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
+
+    def prediction(self, outputs: dict[str, Any], final_reasoning: str, limit: str | None = None) -> dspy.Prediction:
+        extra = {"limit": limit} if limit is not None else {}
+        return dspy.Prediction(**outputs, trajectory=self.trajectory(), final_reasoning=final_reasoning,
+                               usage=self.ledger.summary(), **extra)
+
+    def trajectory(self) -> list[dict[str, Any]]:
+        return [step.model_dump() for step in self.steps]
+
+    def _ending_limit(self) -> LimitName:
+        limit = self.limit_reached() or "iterations"
+        if self.limits.on_limit == "raise":
+            raise LimitExceeded(limit, f"the call reached its {limit} limit", **self._details())
+        return limit
+
+    def _wants_extract(self, limit: LimitName) -> bool:
+        return self.limits.on_limit == "extract" and limit in _EXTRACTABLE
+
+    def _details(self) -> dict[str, Any]:
+        return {"trajectory": self.trajectory(), "best_answer": self.best_answer, "usage": self.ledger.summary()}
+
+    def _best_outputs(self) -> dict[str, Any]:
+        best = self.best_answer or {}
+        return {name: best.get(name) for name in self.rlm.signature.output_fields}
+
+    def _outputs_of(self, prediction: dspy.Prediction) -> dict[str, Any]:
+        return {name: prediction.get(name) for name in self.rlm.signature.output_fields}
+
+    def _extract_inputs(self) -> dict[str, str]:
+        return {"variables_info": self.variables_info(),
+                "repl_history": format_history(self.steps, self.rlm.max_output_chars)}
+
+    # -- helpers -----------------------------------------------------------
+
+    def _bounded(self, predictor: Callable[..., Any], **inputs: Any) -> Any:
+        """Call a predictor, giving up (not hanging) when the deadline passes."""
+        left = self.deadline.remaining()
+        if left is None:
+            return predictor(**inputs)
+        if self._waiter is None:
+            self._waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-deadline")
+        future = self._waiter.submit(contextvars.copy_context().run, predictor, **inputs)
+        try:
+            return future.result(timeout=left)
+        except FutureTimeout:
+            raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+
+    async def _abounded(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, timeout=self.deadline.remaining())
+        except asyncio.TimeoutError:
+            raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+
+    def _generation_failed(self, iteration: int, problem: Exception) -> None:
+        if isinstance(problem, DeadlineReached):
+            message = f"[Error] {problem} while the model was writing this step."
+        else:
+            message = (f"[Error] Your answer could not be parsed ({type(problem).__name__}). "
+                       "Answer with the `reasoning` and `code` fields, the code in a ```python block.")
+        self._record(iteration, "", "", message, "generation", time.perf_counter())
 
     def _record(self, iteration: int, reasoning: str, code: str, output: str, error: str | None, started: float) -> None:
         step = Step(
@@ -112,6 +250,7 @@ class RLMRun:
             seconds=round(time.perf_counter() - started, 4), sub_queries=self.sub_queries.take_records(),
         )
         self.steps.append(step)
+        self.consecutive_errors = self.consecutive_errors + 1 if error else 0
         if self.rlm.verbose:
             logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds, code, output)
 
@@ -119,13 +258,6 @@ class RLMRun:
         if self.loop is not None:
             return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
         return asyncio.run(coroutine)
-
-    def __enter__(self) -> "RLMRun":
-        self.open()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _field_desc(field: Any) -> str:

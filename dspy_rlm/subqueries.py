@@ -14,13 +14,18 @@ import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 import dspy
 
 from dspy_rlm.budget import CallBudget, UsageLedger
+from dspy_rlm.limits import Deadline
 from dspy_rlm.repl import SubQueryRecord
 from dspy_rlm.tracing import set_outputs, span
+
+
+_SLOT = "rlm-sub"  # name prefix of the threads that make sub-model calls
 
 
 class SubQueries:
@@ -36,6 +41,7 @@ class SubQueries:
         max_prompt_chars: int,
         max_concurrency: int,
         loop: asyncio.AbstractEventLoop | None = None,
+        deadline: Deadline | None = None,
     ):
         self.predictor = predictor
         self.lm = lm
@@ -44,6 +50,7 @@ class SubQueries:
         self.max_prompt_chars = max_prompt_chars
         self.max_concurrency = max_concurrency
         self.loop = loop
+        self.deadline = deadline or Deadline(None)
         self._records: list[SubQueryRecord] = []
         self._lock = threading.Lock()
 
@@ -75,17 +82,27 @@ class SubQueries:
         with span("llm_query_batched", "CHAIN", {"prompts": prompts}) as active:
             if self.loop is not None:
                 future = asyncio.run_coroutine_threadsafe(self._abatched(prompts), self.loop)
-                answers = future.result()
+                answers = self._wait(future)
             else:
                 answers = self._threaded_batch(prompts)
             set_outputs(active, answers)
         return answers
 
     def _threaded_batch(self, prompts: list[str]) -> list[str]:
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts)), thread_name_prefix=_SLOT)
+        try:
             # Each slot gets a copy of this context, so its spans nest under this batch.
             futures = [pool.submit(contextvars.copy_context().run, self._ask_slot, p) for p in prompts]
-            return [future.result() for future in futures]
+            return [self._slot_result(future) for future in futures]
+        finally:
+            # Never wait here for slots stuck past the deadline; they end on their own.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _slot_result(self, future: Any) -> str:
+        try:
+            return self._wait(future)
+        except TimeoutError as exc:
+            return f"[ERROR] TimeoutError: {exc}"
 
     def _ask_slot(self, prompt: str) -> str:
         try:
@@ -93,9 +110,25 @@ class SubQueries:
         except Exception as exc:
             return f"[ERROR] {type(exc).__name__}: {exc}"
 
+    def _wait(self, future: Any) -> Any:
+        """A future's result, but never past the call's deadline."""
+        try:
+            return future.result(timeout=self.deadline.remaining())
+        except FutureTimeout:
+            raise TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+
     def _ask(self, prompt: str) -> str:
         if self.loop is not None:
-            return asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop).result()
+            return self._wait(asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop))
+        if self.deadline.ends is None or threading.current_thread().name.startswith(_SLOT):
+            return self._ask_now(prompt)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_SLOT)
+        try:
+            return self._wait(pool.submit(contextvars.copy_context().run, self._ask_now, prompt))
+        finally:
+            pool.shutdown(wait=False)
+
+    def _ask_now(self, prompt: str) -> str:
         started = time.perf_counter()
         response, error = "", None
         try:

@@ -178,6 +178,7 @@ class Sandbox:
         if max_output_chars <= 0:
             raise ValueError(f"max_output_chars must be > 0, got {max_output_chars}")
         self._limits = limits
+        self._step_timeout_s = limits.step_timeout_s
         self._max_chars = max_output_chars
         self._function_names = list(functions)
         self._setup_code = setup_code
@@ -286,14 +287,25 @@ class Sandbox:
         injected functions or setup names, not _private)."""
         return list(self._variables)
 
-    def run(self, code: str) -> StepResult:
-        """Run one step of model code and report what happened."""
+    def run(self, code: str, timeout_s: float | None = None) -> StepResult:
+        """Run one step of model code and report what happened.
+
+        `timeout_s` shortens this step's time limit (for example to what is left
+        of a caller's deadline); it never extends `limits.step_timeout_s`.
+        """
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         with self._lock:
             if self._session is None:
                 raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+            self._set_step_timeout(self._limits.step_timeout_s if timeout_s is None
+                                   else max(min(timeout_s, self._limits.step_timeout_s), 0.001))
             return self._run(code, time.perf_counter())
+
+    def _set_step_timeout(self, seconds: float) -> None:
+        if seconds != self._step_timeout_s:
+            self._session.execution_timeout_ms = max(1, round(seconds * 1000))
+            self._step_timeout_s = seconds
 
     def _run(self, code: str, start: float) -> StepResult:
         if "\0" in code:
@@ -310,7 +322,7 @@ class Sandbox:
         snippet = guest.step_code(
             runnable, None if runnable == code else code, guest.step_filename(self._steps)
         )
-        step = _Step(time.monotonic() + self._limits.step_timeout_s, contextvars.copy_context())
+        step = _Step(time.monotonic() + self._step_timeout_s, contextvars.copy_context())
         shared = self._shared
         shared.step = step
         shared.stdout.clear()
@@ -386,7 +398,7 @@ class Sandbox:
     def _failure_message(self, kind: str) -> str:
         limits = self._limits
         if kind == "timeout":
-            return f"TimeoutError: the step ran longer than {limits.step_timeout_s:g} s and was stopped"
+            return f"TimeoutError: the step ran longer than {self._step_timeout_s:g} s and was stopped"
         if kind == "memory":
             return f"MemoryError: the step used more than the {limits.memory_bytes / 2**20:,.0f} MiB memory limit"
         if kind == "fuel":

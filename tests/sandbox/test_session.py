@@ -547,3 +547,10 @@ def test_many_sandboxes_do_not_leak_folders():
         Sandbox({"c": "x"}).run("pass")
     gc.collect()
     assert set(glob.glob(pattern)) == before
+
+
+def test_a_run_can_shorten_its_own_time_limit_but_not_extend_it():
+    with Sandbox({}, limits=SandboxLimits(step_timeout_s=30)) as box:
+        short = box.run("while True:\n    pass", timeout_s=0.5)
+        assert short.error_kind == "timeout" and "0.5 s" in short.error
+        assert box.run("print('next')", timeout_s=100).stdout == "next\n"

@@ -1,0 +1,101 @@
+"""Global limits of one RLM call, and the typed errors that end a call early.
+
+Limits are enforced on the host, between and inside steps; sandbox code
+cannot see or change them. When one is reached, `on_limit` decides the end:
+"raise" a `LimitExceeded`, "extract" outputs from the history with the
+`extract` predictor (DSPy's behaviour when iterations run out), or "return"
+the best answer known so far without another model call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import pydantic
+
+LimitName = Literal["iterations", "deadline", "tokens", "cost", "sub_calls", "consecutive_errors"]
+
+
+class RLMError(RuntimeError):
+    """An RLM call ended without validated outputs.
+
+    Attributes:
+        trajectory: the steps made before the end (dicts, as in `Prediction.trajectory`).
+        best_answer: the last submission, or None if the code never submitted.
+        usage: calls, tokens and seconds spent.
+    """
+
+    def __init__(self, message: str, *, trajectory: list[dict], best_answer: dict | None, usage: dict):
+        super().__init__(message)
+        self.trajectory = trajectory
+        self.best_answer = best_answer
+        self.usage = usage
+
+
+class LimitExceeded(RLMError):
+    """A global limit of the call was reached; `limit` names which."""
+
+    def __init__(self, limit: LimitName, message: str, **details: Any):
+        super().__init__(message, **details)
+        self.limit = limit
+
+
+class LMFailure(RLMError):
+    """The root model failed in a way retries did not fix (after DSPy's own retries)."""
+
+
+class RunLimits(pydantic.BaseModel):
+    """Per-call limits; None means unlimited.
+
+    Args:
+        max_time: wall-clock seconds for the whole call, LM calls and steps included.
+        max_tokens: prompt + completion tokens of root and sub calls.
+        max_cost: US dollars, estimated from token counts and the models' published
+            prices (DSPy's pricing metadata); models without known prices don't count.
+        max_consecutive_errors: steps in a row that failed (code error, no code, LM failure).
+        on_limit: how a call ends at a limit: "raise", "extract" or "return".
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    max_time: float | None = pydantic.Field(default=None, gt=0)
+    max_tokens: int | None = pydantic.Field(default=None, gt=0)
+    max_cost: float | None = pydantic.Field(default=None, gt=0)
+    max_consecutive_errors: int | None = pydantic.Field(default=None, gt=0)
+    on_limit: Literal["raise", "extract", "return"] = "extract"
+
+
+class Deadline:
+    """The wall-clock end of one call (monotonic), or none."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.ends = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self.ends is None else max(self.ends - time.monotonic(), 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.ends is not None and time.monotonic() >= self.ends
+
+    def bound(self, seconds: float) -> float:
+        """`seconds`, shortened to what is left of the deadline."""
+        left = self.remaining()
+        return seconds if left is None else min(seconds, left)
+
+
+def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """US dollars for these tokens at the model's published prices, or None if unknown."""
+    from dspy.clients.model_metadata import model_info, rate
+
+    provider, _, name = model.partition("/")
+    try:
+        info = model_info(provider, name) if name else {}
+    except Exception:  # pricing metadata is advisory; never fail a call over it
+        return None
+    prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
+    if prompt_rate is None or completion_rate is None:
+        return None
+    return prompt_tokens * prompt_rate + completion_tokens * completion_rate
