@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import dspy
 
@@ -129,32 +129,28 @@ class SubQueries:
             pool.shutdown(wait=False)
 
     def _ask_now(self, prompt: str) -> str:
-        started = time.perf_counter()
-        response, error = "", None
-        try:
-            with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():
-                response = self.predictor(prompt=prompt).response
-                set_outputs(active, response)
-            return response
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self._record(prompt, response, started, error)
+        with self._recorded(prompt) as answer:
+            answer.append(self.predictor(prompt=prompt).response)
+        return answer[0]
 
     async def _aask(self, prompt: str) -> str:
-        started = time.perf_counter()
-        response, error = "", None
+        with self._recorded(prompt) as answer:
+            answer.append((await self.predictor.acall(prompt=prompt)).response)
+        return answer[0]
+
+    @contextlib.contextmanager
+    def _recorded(self, prompt: str) -> Iterator[list[str]]:
+        """Span, usage, LM override and trajectory record around one sub-model call."""
+        started, answer, error = time.perf_counter(), [], None
         try:
             with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():
-                response = (await self.predictor.acall(prompt=prompt)).response
-                set_outputs(active, response)
-            return response
+                yield answer
+                set_outputs(active, answer[0] if answer else None)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self._record(prompt, response, started, error)
+            self._record(prompt, answer[0] if answer else "", started, error)
 
     async def _abatched(self, prompts: list[str]) -> list[str]:
         gate = asyncio.Semaphore(self.max_concurrency)
