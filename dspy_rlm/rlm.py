@@ -60,7 +60,7 @@ class RLM(dspy.Module):
         *,
         step_timeout: float = 120.0,
         max_memory_mb: int = 2048,
-        max_concurrency: int = 16,
+        max_concurrency: int = 64,
         max_prompt_chars: int = 500_000,
         max_time: float | None = None,
         max_tokens: int | None = None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextvars
 import inspect
+import io
 import json
 import keyword
 import logging
@@ -12,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+import tokenize
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -139,14 +142,97 @@ def _write_inputs(folder: Path, inputs: Mapping[str, Any], prefix: str = "") -> 
     """Write each input to `folder`; return (name, file name, kind) for the guest."""
     specs, used = [], set()
     for name, value in inputs.items():
-        kind, data = encode_input(name, value)
         # Names differing only in case would share a file on macOS/Windows.
         base = name if name.casefold() not in used else f"{name}.{len(specs)}"
         used.add(base.casefold())
-        filename = f"{prefix}{base}.{'txt' if kind == 'text' else 'json'}"
-        (folder / filename).write_bytes(data)
+        if isinstance(value, str):
+            kind, filename = "text", f"{prefix}{base}.txt"
+            _write_text(folder / filename, value)
+        else:
+            kind, data = encode_input(name, value)
+            filename = f"{prefix}{base}.json"
+            (folder / filename).write_bytes(data)
         specs.append((name, filename, kind))
     return specs
+
+
+def _write_text(path: Path, text: str, chunk_chars: int = 1 << 20) -> None:
+    """Write text in chunks: encoding a 100 MB string at once would double its host memory."""
+    with open(path, "wb") as file:
+        for start in range(0, len(text), chunk_chars):
+            file.write(text[start : start + chunk_chars].encode("utf-8", errors="surrogatepass"))
+
+
+# The guest compiles each step on a small native stack that CPython cannot see;
+# overflowing it aborts the whole host process (measured on pyeryx 0.11: brackets
+# nested 150 deep, or an expression 3,000 operators long). Such code is refused
+# on the host, with room to spare: 100 and 1,000 compiled fine.
+MAX_BRACKET_DEPTH = 100
+MAX_EXPRESSION_DEPTH = 1_000
+_OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
+
+
+def _too_deep(code: str) -> str | None:
+    """Why `code` is too deeply nested to compile safely in the guest, or None."""
+    if sum(code.count(c) for c in _OPENERS) > MAX_BRACKET_DEPTH:
+        depth = deepest = 0
+        try:
+            for token in tokenize.generate_tokens(io.StringIO(code).readline):
+                if token.type == tokenize.OP and token.string in _OPENERS:
+                    depth += 1
+                    deepest = max(deepest, depth)
+                elif token.type == tokenize.OP and token.string in _CLOSERS:
+                    depth -= 1
+                if deepest > MAX_BRACKET_DEPTH:
+                    break
+        except (SyntaxError, tokenize.TokenError, ValueError):
+            pass  # what was read before the error still counts
+        if deepest > MAX_BRACKET_DEPTH:
+            return (f"SyntaxError: brackets are nested more than {MAX_BRACKET_DEPTH} deep; the sandbox cannot "
+                    "compile that. Build deeply nested data with a loop instead of writing it out.")
+    if len(code) > MAX_EXPRESSION_DEPTH:  # shorter code cannot nest that deep
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            return None  # the guest reports it
+        except (RecursionError, MemoryError):
+            depth = MAX_EXPRESSION_DEPTH + 1
+        else:
+            depth = _ast_depth(tree)
+        if depth > MAX_EXPRESSION_DEPTH:
+            return (f"SyntaxError: an expression is nested more than {MAX_EXPRESSION_DEPTH:,} levels deep "
+                    "(e.g. a very long chain of + or method calls); the sandbox cannot compile that. "
+                    "Split it into several statements or use a loop, sum() or ''.join().")
+    return None
+
+
+def _ast_depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_EXPRESSION_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _well_formed(report: Any) -> bool:
+    """Whether a step's report has the shape the guest runner writes. Model code can
+    replace the runner (it lives in the guest), so the host never trusts the shape."""
+    if not isinstance(report, dict):
+        return False
+    for key in ("variables", "async", "restored"):
+        if not isinstance(report.get(key), list) or not all(isinstance(v, str) for v in report[key]):
+            return False
+    if any(key in report and not isinstance(report[key], str) for key in ("error", "kind", "submission")):
+        return False
+    if "submission" in report:
+        try:
+            json.loads(report["submission"])
+        except ValueError:
+            return False
+    return True
 
 
 def _remove_files(folder: str, specs: list[tuple[str, str, str]]) -> None:
@@ -314,6 +400,9 @@ class Sandbox:
                 error_kind="syntax",
                 seconds=time.perf_counter() - start,
             )
+        too_deep = _too_deep(code)
+        if too_deep:
+            return StepResult(error=too_deep, error_kind="syntax", seconds=time.perf_counter() - start)
         try:
             runnable = make_awaitable(code, self._async_names)
         except RewriteError as exc:
@@ -329,7 +418,7 @@ class Sandbox:
         shared.stderr.clear()
         try:
             report = self._session.execute(snippet).result
-            failure = None if isinstance(report, dict) and "variables" in report else ("crash", "no report")
+            failure = None if _well_formed(report) else ("crash", "no report, or a malformed one")
         except eryx.TimeoutError:  # not an EryxError subclass
             failure = ("timeout", "")
         except eryx.ResourceLimitError as exc:

@@ -537,7 +537,8 @@ def test_close_is_idempotent_and_final(make):
         sb.run("print(1)")
 
 
-def test_many_sandboxes_do_not_leak_folders():
+def test_many_sandboxes_do_not_leak_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # only this test's folders are counted
     pattern = os.path.join(tempfile.gettempdir(), "dspy-rlm-inputs-*")
     before = set(glob.glob(pattern))
     for i in range(25):
@@ -546,7 +547,7 @@ def test_many_sandboxes_do_not_leak_folders():
     for i in range(5):  # dropped without close(): collected with the object
         Sandbox({"c": "x"}).run("pass")
     gc.collect()
-    assert set(glob.glob(pattern)) == before
+    assert set(glob.glob(pattern)) == before == set()
 
 
 def test_a_run_can_shorten_its_own_time_limit_but_not_extend_it():
