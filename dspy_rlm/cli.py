@@ -12,18 +12,85 @@ def _positive_int(text: str) -> int:
         value = int(float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1024:
-        raise argparse.ArgumentTypeError(f"must be at least 1024 characters, got {value}")
+    if not 2**10 <= value <= 2**23:
+        raise argparse.ArgumentTypeError(f"must be from 1024 (2^10) to 8388608 (2^23) characters, got {value}")
     return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return value
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="run one RLM call end to end on a task family "
+                                             "(simulated model by default; local MLflow store)")
+    demo.add_argument("--family", default="oolong", help="niah, oolong, pairs, multihop or codeqa (default oolong)")
+    demo.add_argument("--size", type=_positive_int, default=4_000_000, help="context size in characters")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generated task and the simulated model")
+    demo.add_argument("--model", help="a LiteLLM model name (keys from the environment) instead of the simulated model")
+    demo.add_argument("--sub-model", help="LiteLLM name of the sub-model (default: --model)")
+    demo.add_argument("--latency", type=_seconds, default=0.0, help="simulated seconds per model call")
+    demo.add_argument("--no-hint", dest="hint", action="store_false",
+                      help="run the bare prompt, without the family's one-line advice in the instructions")
+    demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
+
+
+def _add_serve_sim(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve-sim", help="serve the simulated model as an OpenAI-compatible endpoint on 127.0.0.1")
+    serve.add_argument("--family", default="oolong", help="the task family whose world the model knows (default oolong)")
+    serve.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    serve.add_argument("--seed", type=int, default=0, help="default seed (a request's 'seed' overrides it)")
+    serve.add_argument("--latency", type=_seconds, default=0.0, help="seconds per completion")
+    serve.add_argument("--error-rate", type=_fraction, default=0.02, help="chance that a sub-model reply holds a mistake")
+    serve.add_argument("--faults", type=lambda text: [None if f in ("", "none") else f for f in text.split(",")],
+                       default=[], help="fault schedule, one per request in order: 429,500,slow,malformed,empty,none")
+    serve.add_argument("--fault-rate", type=_fraction, default=0.0, help="chance of a random fault per request")
+    serve.add_argument("--retry-after", type=_seconds, default=1.0, help="Retry-After seconds of a 429")
+    serve.add_argument("--slow-seconds", type=_seconds, default=2.0, help="delay of a 'slow' fault")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspy-rlm", description="Recursive Language Models on DSPy and pyeryx.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run one RLM call end to end (scripted model, local MLflow store)")
-    demo.add_argument("--size", type=_positive_int, default=4_000_000, help="context size in characters")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the generated task")
-    demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
+    _add_demo(commands)
+    _add_serve_sim(commands)
+    bench = commands.add_parser("bench", help="benchmark dspy.RLM (Deno/Pyodide, EryxInterpreter), dspy_rlm.RLM and an exec floor")
+    bench.add_argument("--suite", choices=["compare", "core"], default="compare",
+                       help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (about 2 minutes)")
+    bench.add_argument("--out", default="bench_results", help="folder for the JSON, markdown and PNG results")
+    bench.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
+    bench.add_argument("--only", type=lambda text: [w for w in text.split(",") if w],
+                       help="comma-separated workloads: start,iterations,context,batched,threads")
+    from optimizers.cli import add_parser as add_optimize  # argparse only; the optimizers load on use
+
+    add_optimize(commands)
+    soak = commands.add_parser("soak", help="many RLM calls in a row and on threads with the simulated model; "
+                                            "checks answers and leaks (threads, files, folders, RSS)")
+    soak.add_argument("--calls", type=int, default=500, help="sequential calls (default 500)")
+    soak.add_argument("--threads", type=int, default=8, help="threads of the concurrent phase (default 8)")
+    soak.add_argument("--per-thread", type=int, default=100, help="calls per thread (default 100)")
+    soak.add_argument("--quick", action="store_true", help="60 sequential calls and 4 threads x 15")
+    soak.add_argument("--size", type=_positive_int, default=2**13, help="context size in characters (default 8192)")
+    soak.add_argument("--keep-history", action="store_true",
+                      help="keep DSPy's call history and trace on (DSPy caps each at 10,000 entries)")
+    soak.add_argument("--out", default="bench_results", help="folder for soak.json")
     return parser
 
 
@@ -33,9 +100,44 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
         from programs.demo import run_demo
+        from dspy_rlm.limits import LMFailure
         from dspy_rlm.report import print_figures
 
-        print_figures("dspy-rlm demo", run_demo(args.size, args.seed, args.tracking_uri or None))
+        try:
+            figures = run_demo(args.family, args.size, args.seed, model=args.model, sub_model=args.sub_model,
+                               latency=args.latency, hint=args.hint, tracking_uri=args.tracking_uri or None)
+        except ValueError as error:  # bad arguments found once the family and models are known
+            print(f"dspy-rlm demo: error: {error}", file=sys.stderr)
+            return 2
+        except LMFailure as error:  # for example an unknown --model, or a missing API key
+            print(f"dspy-rlm demo: error: {str(error).splitlines()[0]}", file=sys.stderr)
+            return 1
+        print_figures(f"dspy-rlm demo: {figures['model']}", figures)
+    elif args.command == "serve-sim":
+        import programs.families  # noqa: F401  (registers the families' worlds with the simulated model)
+        from dspy_rlm.serve_sim import run_server
+
+        try:
+            run_server(args.family, port=args.port, seed=args.seed, latency=args.latency, error_rate=args.error_rate,
+                       faults=args.faults, fault_rate=args.fault_rate, retry_after=args.retry_after,
+                       slow_seconds=args.slow_seconds)
+        except ValueError as error:
+            print(f"dspy-rlm serve-sim: error: {error}", file=sys.stderr)
+            return 2
+    elif args.command == "bench":
+        from dspy_rlm.bench import run_bench
+
+        run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
+    elif args.command == "optimize":
+        from optimizers.cli import run
+
+        return run(args)
+    elif args.command == "soak":
+        from dspy_rlm.soak import run_soak
+
+        calls, threads, per_thread = (60, 4, 15) if args.quick else (args.calls, args.threads, args.per_thread)
+        figures = run_soak(calls, threads, per_thread, size=args.size, keep_history=args.keep_history, out=args.out)
+        return 0 if figures["passed"] else 1
     return 0
 
 

@@ -16,6 +16,7 @@ import pydantic
 from dspy_rlm.sandbox import truncate_middle
 
 PREVIEW_CHARS = 300
+MAX_LISTED_VARIABLES = 100  # names of the model's own variables shown in variables_info
 _PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -90,7 +91,11 @@ def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[
     """The `variables_info` text: every input, plus names the model created earlier."""
     parts = [describe_value(name, value, descs.get(name, "")) for name, value in inputs.items()]
     if extra:
-        parts.append("Variables you created earlier (still in the REPL): " + ", ".join(extra))
+        # Capped: code that creates thousands of globals must not blow up every later prompt.
+        listed = ", ".join(extra[:MAX_LISTED_VARIABLES])
+        if len(extra) > MAX_LISTED_VARIABLES:
+            listed += f", ... and {len(extra) - MAX_LISTED_VARIABLES:,} more"
+        parts.append("Variables you created earlier (still in the REPL): " + listed)
     return "\n\n".join(parts)
 
 

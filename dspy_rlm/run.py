@@ -171,18 +171,30 @@ class RLMRun:
         """End a call that did not SUBMIT, as `on_limit` says."""
         limit = self._ending_limit()
         if self._wants_extract(limit):
-            with self.ledger.track("root"):
-                extracted = self._bounded(self.rlm.extract, **self._extract_inputs())
+            try:
+                with self.ledger.track("root"):
+                    extracted = self._bounded(self.rlm.extract, **self._extract_inputs())
+            except (DeadlineReached, AdapterParseError, LMError) as problem:
+                return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
         return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
 
     async def afinish(self) -> dspy.Prediction:
         limit = self._ending_limit()
         if self._wants_extract(limit):
-            with self.ledger.track("root"):
-                extracted = await self._abounded(self.rlm.extract.acall(**self._extract_inputs()))
+            try:
+                with self.ledger.track("root"):
+                    extracted = await self._abounded(self.rlm.extract.acall(**self._extract_inputs()))
+            except (DeadlineReached, AdapterParseError, LMError) as problem:
+                return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
         return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
+
+    def _extract_failed(self, problem: Exception) -> dspy.Prediction:
+        """`extract` ran past the deadline (end as at the deadline) or failed (a typed error)."""
+        if isinstance(problem, DeadlineReached):
+            return self.prediction(self._best_outputs(), "Stopped at the deadline limit", "deadline")
+        raise LMFailure(f"the extract step failed: {type(problem).__name__}: {problem}", **self._details()) from problem
 
     def prediction(self, outputs: dict[str, Any], final_reasoning: str, limit: str | None = None) -> dspy.Prediction:
         extra = {"limit": limit} if limit is not None else {}

@@ -34,6 +34,7 @@ class ScriptedRequest:
 
     system: str
     messages: tuple[tuple[str, str], ...]
+    seed: int | None = None  # the request's sampling seed, if it set one
 
     @property
     def text(self) -> str:
@@ -67,6 +68,7 @@ class ScriptedLM(dspy.LM):
             field names to values), or a function `request -> answer`.
         model: the model name reported in history and usage.
         latency: seconds to wait per call (`asyncio.sleep` on the async path).
+        record: keep every request in `requests` (turn off for long runs with large prompts).
     """
 
     def __init__(
@@ -75,8 +77,9 @@ class ScriptedLM(dspy.LM):
         *,
         model: str = "scripted/lm",
         latency: float = 0.0,
+        record: bool = True,
     ):
-        engine = _ScriptEngine(responses, latency, model)
+        engine = _ScriptEngine(responses, latency, model, record)
         super().__init__(model, engine=engine, async_engine=_AsyncScriptEngine(engine), cache=False)
 
     @property
@@ -90,10 +93,12 @@ class ScriptedLM(dspy.LM):
 
 
 class _ScriptEngine:
-    def __init__(self, responses: Any, latency: float, model: str):
+    def __init__(self, responses: Any, latency: float, model: str, record: bool = True):
         self.script = responses if callable(responses) else list(responses)
         self.latency = latency
         self.model = model
+        self.record = record
+        self.calls = 0
         self.requests: list[ScriptedRequest] = []
         self._lock = threading.Lock()
 
@@ -105,8 +110,9 @@ class _ScriptEngine:
     def answer(self, request: Any) -> Response:
         scripted = _as_scripted(request)
         with self._lock:
-            index = len(self.requests)
-            self.requests.append(scripted)
+            index, self.calls = self.calls, self.calls + 1
+            if self.record:
+                self.requests.append(scripted)
             if not callable(self.script) and index >= len(self.script):
                 raise ScriptExhausted(
                     f"ScriptedLM {self.model!r} got request #{index + 1} but its script has {len(self.script)} answers; "
@@ -145,7 +151,9 @@ def _as_scripted(request: Any) -> ScriptedRequest:
     system = request.system or ""
     if not isinstance(system, str):
         system = "".join(getattr(part, "text", "") for part in system)
-    return ScriptedRequest(system=system, messages=tuple((m.role, m.text or "") for m in request.messages))
+    config = getattr(request, "config", None)
+    return ScriptedRequest(system=system, messages=tuple((m.role, m.text or "") for m in request.messages),
+                           seed=getattr(config, "seed", None))
 
 
 def _format(fields: Mapping[str, Any], request: ScriptedRequest) -> str:

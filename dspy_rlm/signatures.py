@@ -6,6 +6,8 @@ Their instructions and demos are what optimizers tune, so each is a plain
 
 from __future__ import annotations
 
+from typing import Any
+
 import dspy
 from dspy.adapters.utils import translate_field_type
 
@@ -51,7 +53,7 @@ def build_code_signature(
     """`variables_info, repl_history, iteration -> reasoning, code` with the RLM rules as instructions."""
     outputs = task.output_fields
     instructions = CODE_INSTRUCTIONS.format(
-        outputs="\n".join(f"- {translate_field_type(name, field)}" for name, field in outputs.items()),
+        outputs="\n".join(_describe_output(name, field) for name, field in outputs.items()),
         inputs=", ".join(f"`{name}`" for name in task.input_fields),
         submit_call=", ".join(f"{name}=..." for name in outputs),
         final_hint=" With one output, `FINAL(value)` and `FINAL_VAR('name')` also work." if len(outputs) == 1 else "",
@@ -72,6 +74,19 @@ def build_code_signature(
         },
         instructions,
     )
+
+
+def _describe_output(name: str, field: Any) -> str:
+    """`- `name` (type): description`, with the type's constraints where DSPy states them."""
+    annotation = field.annotation
+    label = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    label = label or str(annotation).replace("typing.", "")
+    desc = (field.json_schema_extra or {}).get("desc", "")
+    desc = "" if not desc or desc.startswith("${") else f": {desc}"
+    constraint = translate_field_type(name, field).split("}", 1)[-1].strip()
+    constraint = constraint.strip("()").removeprefix("# note: ")
+    constraint = f"; {constraint}" if constraint else ""
+    return f"- `{name}` ({label}){desc}{constraint}"
 
 
 def build_extract_signature(task: type[dspy.Signature]) -> type[dspy.Signature]:

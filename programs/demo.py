@@ -1,9 +1,11 @@
-"""The main job: one RLM call end to end over a multi-MB needle-in-a-haystack context.
+"""The main job: one RLM call end to end on a task family, at a few MB of context.
 
-The root and sub models are `ScriptedLM`s: the root writes a fixed three-step
-strategy (peek, regex + batched sub-queries, FINAL); the sub-model answers
-from the chunk it is given. Numbers printed here measure the pipeline, not a
-real model's ability.
+By default the root model and the sub-model are the simulated model
+(`dspy_rlm.simulated.SimulatedLM`) with the family's world: the root model
+writes real code that runs in the sandbox, and the sub-model answers the
+sub-queries it makes. **Figures from it are simulated-model figures**: they
+measure the pipeline, not a real model's ability. `model="openai/gpt-4o-mini"`
+(any LiteLLM name, keys from the environment) runs the same job on a real one.
 """
 
 from __future__ import annotations
@@ -14,83 +16,121 @@ import time
 from typing import Any
 
 import dspy
+from rich.console import Console
 
-from dspy_rlm import RLM, ScriptedLM, ScriptedRequest
-from programs.niah import make_needle_task
+from dspy_rlm import RLM
+from dspy_rlm.progress import RLMProgress
+from dspy_rlm.simulated import SIMULATED_LABEL, SimulatedLM
+from dspy_rlm.simulated_strategies import strategy_probabilities
+from dspy_rlm.tracing import clip
+from programs.families import get_family
+from programs.families.base import check_size
 
-PEEK = "print(len(context))\nprint(context[:300])\nprint(query)"
-SEARCH = """import re
-hits = [m.start() for m in re.finditer(r"magic number for", context)]
-print(len(hits), "candidate sentences")
-chunks = [context[max(0, h - 300): h + 300] for h in hits]
-answers = llm_query_batched([f"{query}\\nReply with the number only, or NONE.\\n---\\n{c}" for c in chunks])
-found = [a.strip() for a in answers if a.strip() != "NONE"]
-print(found)"""
-
-
-def scripted_root(request: ScriptedRequest) -> dict[str, str]:
-    """A fixed strategy: peek, then regex + batched sub-queries, then FINAL."""
-    steps_done = (request.field("repl_history") or "").count("=== Step ")
-    plan = [("Look at the data first.", PEEK),
-            ("Find the candidate sentences and ask the sub-model about each.", SEARCH),
-            ("One candidate matches the key: submit it.", "FINAL(found[0])")]
-    reasoning, code = plan[min(steps_done, len(plan) - 1)]
-    return {"reasoning": reasoning, "code": f"```python\n{code}\n```"}
+DEFAULT_FAMILY = "oolong"
+DEFAULT_SIZE = 4_000_000
 
 
-def scripted_reader(request: ScriptedRequest) -> dict[str, str]:
-    """Answer a sub-query from the text in its prompt, as a reader would."""
-    prompt = request.field("prompt") or ""
-    key = re.search(r"magic number for ([\w-]+)\?", prompt)
-    value = key and re.search(rf"magic number for {re.escape(key.group(1))} is (\d+)", prompt.split("---", 1)[-1])
-    return {"response": value.group(1) if value else "NONE"}
+def run_demo(
+    family: str = DEFAULT_FAMILY,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    *,
+    model: str | None = None,
+    sub_model: str | None = None,
+    latency: float = 0.0,
+    hint: bool = True,
+    tracking_uri: str | None = "sqlite:///mlflow.db",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Generate one task, run the RLM on it with a progress display, score it; return the figures.
 
-
-def run_demo(size: int = 4_000_000, seed: int = 0, tracking_uri: str | None = "sqlite:///mlflow.db") -> dict[str, Any]:
-    """Run the main job and return its figures (labelled as scripted-model figures).
-
-    With a tracking URI, the call runs inside an MLflow run with DSPy autologging,
-    so the run holds the params and figures and its trace holds the span tree.
+    `hint` puts the family's one-line advice in the task instructions (an example of a tuned
+    prompt); without it the RLM runs the library's bare prompt.
     """
-    task = make_needle_task(size, seed)
-    rlm = RLM("context, query -> answer", max_iters=6, sub_lm=ScriptedLM(scripted_reader, model="scripted/reader"))
-    with _mlflow_run(tracking_uri, {"family": "niah", "context_chars": len(task.context), "seed": seed,
-                                    "root_model": "scripted/root", "sub_model": "scripted/reader"}) as log_metrics:
+    console = console or Console()
+    task_family = get_family(family)
+    check_size(size)
+    simulated = model is None
+    lm, sub_lm = _models(task_family, model, sub_model, seed, latency)
+    started = time.perf_counter()
+    task = task_family.make_task(size, seed)
+    generated = time.perf_counter() - started
+    signature = dspy.ensure_signature(task_family.signature)
+    if hint:
+        signature = signature.with_instructions(task_family.advice())
+    rlm = RLM(signature, max_iters=10, max_llm_calls=50, sub_lm=sub_lm)
+    kind = SIMULATED_LABEL if simulated else f"language model {model}"
+    console.print(f"[bold]{family}[/bold]: {_chars(task.context):,} characters, seed {seed}; model: {kind}")
+    console.print(f"question: {clip(task.query, 300)}")
+    if simulated:
+        mix = strategy_probabilities(rlm.generate_code.signature.instructions)
+        console.print("simulated strategy mix for this prompt: " + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()))
+    params = {"family": family, "context_chars": _chars(task.context), "seed": seed, "hint": hint,
+              "root_model": lm.model, "sub_model": sub_lm.model, "latency": latency}
+    with _mlflow_run(tracking_uri, params, kind, console) as log_metrics:
+        progress = RLMProgress(console)
         started = time.perf_counter()
-        with dspy.context(lm=ScriptedLM(scripted_root, model="scripted/root")):
+        with progress.live(), dspy.context(lm=lm, callbacks=[progress]):
             prediction = rlm(context=task.context, query=task.query)
         seconds = time.perf_counter() - started
-        figures = {
-            "model": "scripted (not a real language model)",
-            "context_chars": len(task.context),
-            "question": task.query,
-            "answer": prediction.answer,
-            "expected": task.answer,
-            "score": float(prediction.answer.strip() == task.answer),
-            "iterations": len(prediction.trajectory),
-            "sub_queries": prediction.usage["sub_calls"],
-            "total_tokens": prediction.usage["total_tokens"],
-            "seconds": round(seconds, 3),
-        }
-        log_metrics({k: figures[k] for k in ("score", "iterations", "sub_queries", "total_tokens", "seconds")})
+        figures = _figures(task_family, task, prediction, kind, simulated, generated, seconds)
+        log_metrics({k: figures[k] for k in ("score", "iterations", "sub_queries", "total_tokens", "run_seconds")})
     return figures
 
 
+def _figures(family: Any, task: Any, prediction: dspy.Prediction, kind: str, simulated: bool, generated: float,
+             seconds: float) -> dict[str, Any]:
+    usage = prediction.usage
+    return {
+        "model": kind,
+        "family": family.name,
+        "context_chars": _chars(task.context),
+        "answer": clip(str(prediction.answer), 300),
+        "expected": clip(task.answer, 300),
+        "score": round(float(family.metric(task.example(), prediction)), 4),
+        "strategy": _strategy(prediction.trajectory) if simulated else "n/a",
+        "iterations": len(prediction.trajectory),
+        "sub_queries": usage["sub_calls"],
+        "root_tokens": usage["root_tokens"],
+        "sub_tokens": usage["sub_tokens"],
+        "total_tokens": usage["total_tokens"],
+        "generate_seconds": round(generated, 2),
+        "run_seconds": round(seconds, 2),
+    }
+
+
+def _models(family: Any, model: str | None, sub_model: str | None, seed: int, latency: float) -> tuple[Any, Any]:
+    if model is None:
+        if sub_model is not None:
+            raise ValueError("--sub-model needs --model (the simulated model is both root and sub-model)")
+        simulated = SimulatedLM(family.world(), seed=seed, latency=latency)
+        return simulated, simulated
+    root = dspy.LM(model)
+    return root, dspy.LM(sub_model) if sub_model else root
+
+
+def _strategy(trajectory: list[dict[str, Any]]) -> str:
+    tags = [m.group(1) for step in trajectory if (m := re.match(r"# sim: work (\w+)", step.get("code", "")))]
+    return " -> ".join(tags) or "none"
+
+
+def _chars(context: str | list[str]) -> int:
+    return len(context) if isinstance(context, str) else sum(len(doc) for doc in context)
+
+
 @contextlib.contextmanager
-def _mlflow_run(tracking_uri: str | None, params: dict[str, Any]):
+def _mlflow_run(tracking_uri: str | None, params: dict[str, Any], kind: str, console: Console):
     if not tracking_uri:
         yield lambda metrics: None
         return
     import mlflow
 
-    from dspy_rlm.tracing import truncate_span_inputs
+    from dspy_rlm.tracking import setup_tracking
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("dspy-rlm-demo")
-    mlflow.dspy.autolog(silent=True)
-    mlflow.tracing.configure(span_processors=[truncate_span_inputs])
-    with mlflow.start_run(run_name="demo-niah") as run:
-        mlflow.set_tags({"dspy_rlm.model_kind": "scripted (not a real language model)"})
+    setup_tracking(tracking_uri, experiment="dspy-rlm-demo")
+    with mlflow.start_run(run_name=f"demo-{params['family']}") as run:
+        mlflow.set_tags({"dspy_rlm.model_kind": kind})
         mlflow.log_params(params)
         yield mlflow.log_metrics
-        print(f"MLflow run {run.info.run_id} in {tracking_uri} (open it with: mlflow ui --backend-store-uri {tracking_uri})")
+    console.print(f"MLflow run {run.info.run_id} in {tracking_uri} "
+                  f"(open it with: mlflow ui --backend-store-uri {tracking_uri})")

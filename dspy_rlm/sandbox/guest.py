@@ -25,6 +25,9 @@ GUEST_MODULE = r'''
 import ast, builtins, inspect, json, linecache, math, os, sys, traceback
 
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+RECURSION_LIMIT = 100       # see _capped_setrecursionlimit
+_real_setrecursionlimit = sys.setrecursionlimit
+_dumps, _loads = json.dumps, json.loads  # bound now: model code may patch the json module
 _MISSING = object()
 _submission = None          # (payload,) once _rlm_submit ran in this step
 _protected = {}             # user-global name -> object restored after each step
@@ -111,18 +114,34 @@ def _no_breakpoint(*args, **kwargs):
     raise RuntimeError("breakpoint() is not available in this sandbox")
 
 
+def _capped_setrecursionlimit(limit):
+    # Recursion that passes through C code (a __repr__ calling repr(self), a sort
+    # key calling itself, sqlite functions...) overflows the wasm runtime's native
+    # stack at about 150-300 frames, and that aborts the whole host process.
+    # Python's own RecursionError must come first, so the limit is capped.
+    _real_setrecursionlimit(min(int(limit), RECURSION_LIMIT))
+    if limit > RECURSION_LIMIT:
+        sys.stderr.write(f"[sys.setrecursionlimit is capped at {RECURSION_LIMIT} in this sandbox; "
+                         "write deep recursion as a loop with an explicit stack]\n")
+
+
 def _install_guards():
     # Exiting the interpreter traps the wasm instance, which then needs a reset
-    # that loses every variable; sys.__stdout__ writes would bypass the capture.
+    # that loses every variable; sys.__stdout__ writes would bypass the capture;
+    # a replaced __import__ or json.dumps would break the step's report.
     _guards[:] = [
         (builtins, "exit", _no_exit, "exit"), (builtins, "quit", _no_exit, "quit"),
         (sys, "exit", _no_exit, "sys.exit"), (os, "_exit", _no_exit, "os._exit"),
         (os, "abort", _no_exit, "os.abort"), (builtins, "breakpoint", _no_breakpoint, "breakpoint"),
         (sys, "breakpointhook", _no_breakpoint, "sys.breakpointhook"),
         (sys, "__stdout__", sys.stdout, "sys.__stdout__"), (sys, "__stderr__", sys.stderr, "sys.__stderr__"),
+        (builtins, "__import__", builtins.__import__, "__import__"),
+        (json, "dumps", json.dumps, "json.dumps"), (json, "loads", json.loads, "json.loads"),  # eryx uses them
+        (sys, "setrecursionlimit", _capped_setrecursionlimit, "sys.setrecursionlimit"),
     ]
     for obj, attr, value, _ in _guards:
         setattr(obj, attr, value)
+    _real_setrecursionlimit(RECURSION_LIMIT)
 
 
 def _callback_error(name, message):
@@ -139,6 +158,23 @@ def _encode_default(x):
     return jsonable(x)
 
 
+_MAX_DEPTH = 64  # nesting of host function arguments
+
+
+def _check_depth(value, name):
+    """Refuse arguments nested deeper than _MAX_DEPTH, without recursing: C code walking
+    deeply nested data overflows the runtime's native stack, which aborts the host."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise RecursionError(f"{name}: the arguments are nested more than {_MAX_DEPTH} levels deep")
+        if type(item) in (list, tuple, set, frozenset):
+            stack.extend((v, depth + 1) for v in item)
+        elif type(item) is dict:
+            stack.extend((v, depth + 1) for v in item.values())
+
+
 def _make_wrapper(name):
     invoke = G["invoke"]  # bound now: model code may rebind `invoke`
     callback = "__rlm_fn_" + name
@@ -146,17 +182,18 @@ def _make_wrapper(name):
     async def wrapper(*args, **kwargs):
         # Arguments and reply travel as JSON text: eryx's own conversion would
         # sort dict keys and turn big ints into floats.
+        _check_depth([args, kwargs], name)  # before json's C encoder walks them
         try:
-            data = json.dumps([args, kwargs], ensure_ascii=False, default=_encode_default)
+            data = _dumps([args, kwargs], ensure_ascii=False, default=_encode_default)
         except (TypeError, ValueError):  # e.g. tuple dict keys, deep nesting
-            data = json.dumps(jsonable([args, kwargs]), ensure_ascii=False)
+            data = _dumps(jsonable([args, kwargs]), ensure_ascii=False)
         try:
             reply = await invoke(callback, payload=data)
         except RuntimeError as exc:
             raise _callback_error(name, str(exc)) from None
         if type(reply) is dict:
             raise RuntimeError(f"{name}: {reply['__rlm_error__']}")
-        return json.loads(reply)
+        return _loads(reply)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     return wrapper
@@ -166,7 +203,7 @@ def _load(inputs):
     for name, filename, kind in inputs:
         with open("/inputs/" + filename, "rb") as f:
             data = f.read()
-        G[name] = data.decode("utf-8", "surrogatepass") if kind == "text" else json.loads(data)
+        G[name] = data.decode("utf-8", "surrogatepass") if kind == "text" else _loads(data)
 
 
 def init(inputs, functions, limits):
@@ -211,6 +248,9 @@ def _restore():
         if getattr(obj, attr, _MISSING) is not value:
             setattr(obj, attr, value)
             restored.append(label)
+    if sys.getrecursionlimit() > RECURSION_LIMIT:
+        _real_setrecursionlimit(RECURSION_LIMIT)
+        restored.append("the recursion limit")
     return restored
 
 
@@ -288,16 +328,23 @@ def _compile(code, original, filename):
 def _finish(exc, syntax, seal):
     global _submission
     report = {}
+    restored = _restore()  # first: the code below needs the real __import__ and friends
     if exc is not None and not isinstance(exc, Submitted):
         report["error"] = format_error(exc)
         report["kind"] = "syntax" if syntax else _kind(exc)
     if _submission is not None:
         # As JSON text so dict order and big ints survive eryx's conversion.
-        report["submission"] = json.dumps(_submission[0], ensure_ascii=False)
+        try:
+            report["submission"] = _dumps(_submission[0], ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError, MemoryError) as problem:
+            # e.g. an int over 4300 digits, or nesting deeper than the recursion limit
+            report["error"] = (f"SUBMIT: the value could not be sent back ({type(problem).__name__}: "
+                               f"{str(problem)[:300]}); submit a smaller or simpler value, e.g. str(value)")
+            report["kind"] = "exception"
         _submission = None
     if seal:
         _seal()
-    report["restored"] = _restore()
+    report["restored"] = restored
     report["variables"], report["async"] = _scan()
     G["__rlm_result__"] = report
 

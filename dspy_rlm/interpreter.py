@@ -1,0 +1,413 @@
+"""`EryxInterpreter`: DSPy's `CodeInterpreter` protocol on this project's eryx sandbox.
+
+`dspy.RLM(sig, interpreter_factory=EryxInterpreter)` runs DSPy's own RLM with its code
+executed by `dspy_rlm.sandbox.Sandbox` (CPython on WebAssembly, in-process) instead
+of Deno + Pyodide:
+
+* tools (including the `llm_query` / `llm_query_batched` that dspy.RLM injects) are host
+  functions; model code calls them synchronously, the sandbox rewrites the calls;
+* `variables` passed to `execute()` are loaded through the sandbox's read-only mount,
+  and only when they change: dspy.RLM passes its inputs on every step, and a 10 MB
+  context is then loaded once rather than re-sent as a literal each step;
+* `SUBMIT(...)` returns `FinalOutput`; dspy.RLM validates the types on the host;
+* a failing step raises `CodeExecutionError` (or `SyntaxError`) and the session goes on;
+  timeouts and memory exhaustion restart the guest (the inputs come back).
+
+The sandbox `dspy` facade (sub-agents built with `import dspy` inside the REPL) cannot
+run here: its shim calls host tools from places the synchronous-call rewrite cannot reach
+(`__setattr__`, calls of instances). Installing it raises `CodeExecutionError`, which
+dspy.RLM handles by dropping the sub-agent tools and instructions for that call.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextvars
+import functools
+import inspect
+import keyword
+import re
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput
+from dspy.primitives.facade import SHIM_SETUP, is_reserved_sandbox_name
+from dspy.utils.callback import with_callbacks
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from dspy_rlm.sandbox import Sandbox, SandboxLimits, StepResult
+
+__all__ = ["EryxInterpreter"]
+
+DEFAULT_STEP_TIMEOUT_S = 300.0
+DEFAULT_MEMORY_MB = 2048
+DEFAULT_OUTPUT_CHARS = 100_000
+
+# Host function behind the guest wrappers of tools added after the sandbox started.
+_DISPATCH = "_rlm_tool"
+# The interpreter whose execute() is running in this context (tools run in a copy of it).
+_EXECUTING: contextvars.ContextVar[EryxInterpreter | None] = contextvars.ContextVar("eryx_executing", default=None)
+_INPUT_TYPES = (str, Mapping, list, tuple, set, frozenset, int, float, bool, type(None), BaseModel)
+_LINES = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")  # the parser's line breaks, kept
+
+_FACADE_UNAVAILABLE = (
+    "The sandbox `dspy` facade (sub-agents built with `import dspy` in the REPL) is not available on "
+    "EryxInterpreter: its shim calls host tools from __setattr__ and from calls of instances, which the "
+    "eryx guest can only reach through awaited calls. Use llm_query / llm_query_batched instead."
+)
+
+# Guest code run at every (re)start. SUBMIT reads the output names at call time, so the
+# names can change without redefining it (setup names are restored after each step).
+_SETUP = '''
+_rlm_outputs = {names!r}
+
+def SUBMIT(*args, **kwargs):
+    """Finish with the final outputs: SUBMIT(name=value, ...) or positionally."""
+    names = _rlm_outputs
+    call = ", ".join(names)
+    if len(args) > len(names):
+        raise TypeError(f"SUBMIT() takes {{len(names)}} arguments ({{call}}) but {{len(args)}} were given")
+    values = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise TypeError(f"SUBMIT() got an unexpected keyword argument {{key!r}}; the outputs are: {{call}}")
+        if key in values:
+            raise TypeError(f"SUBMIT() got multiple values for argument {{key!r}}")
+        values[key] = value
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise TypeError(f"SUBMIT() missing required argument(s): {{', '.join(missing)}}; call SUBMIT({{call}})")
+    _rlm_submit(values)
+
+def _rlm_echo(value):
+    if value is not None:
+        print(repr(value))
+'''
+
+
+def _describe(step_timeout_s: float, memory_mb: int) -> str:
+    timeout = f"{step_timeout_s / 60:g} minutes" if step_timeout_s >= 120 else f"{step_timeout_s:g} seconds"
+    return (
+        "Python 3.14 runs in a WebAssembly sandbox (CPython on wasmtime, via pyeryx) inside the host process. "
+        "Variables persist across steps; the inputs are loaded once, not re-sent each step. Only the standard "
+        "library is available: no network, no subprocesses, no files. Call llm_query, llm_query_batched and the "
+        "tools as ordinary synchronous functions, also inside your own functions and loops (not in lambdas). "
+        "A last-line expression is printed as in a Python REPL. "
+        f"A step may run for {timeout} and use {memory_mb:,} MiB; a step that exceeds either is stopped and the "
+        "sandbox restarts: your variables are lost, the inputs stay. exit() is disabled. "
+        "`import dspy` sub-agents are not available."
+    )
+
+
+class EryxInterpreter:
+    """A `dspy.CodeInterpreter` running code in the eryx sandbox of `dspy_rlm`.
+
+    The class itself is a zero-argument factory: `dspy.RLM(..., interpreter_factory=EryxInterpreter)`.
+    For other limits use `EryxInterpreter.factory(step_timeout=60, max_memory_mb=1024)`.
+
+    Args:
+        tools: host functions callable from the code by name (dspy.RLM adds its own to `.tools`).
+        output_fields: `[{"name": ..., "type": ...}]` for `SUBMIT`; default one output, `output`.
+        step_timeout: seconds one `execute()` may run, waiting on tools included.
+        max_memory_mb: memory cap of the sandbox.
+        max_output_chars: output kept per step (head and tail).
+        callbacks: DSPy callbacks for the `on_interpreter_*` events of this instance.
+    """
+
+    execution_instructions: str = _describe(DEFAULT_STEP_TIMEOUT_S, DEFAULT_MEMORY_MB)
+
+    def __init__(
+        self,
+        tools: Mapping[str, Callable[..., Any]] | None = None,
+        output_fields: list[dict] | None = None,
+        *,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT_S,
+        max_memory_mb: int = DEFAULT_MEMORY_MB,
+        max_output_chars: int = DEFAULT_OUTPUT_CHARS,
+        callbacks: list | None = None,
+    ) -> None:
+        self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
+        self.output_fields = output_fields
+        self.callbacks = list(callbacks or [])
+        self.limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
+        self.max_output_chars = max_output_chars
+        if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
+            self.execution_instructions = _describe(step_timeout, max_memory_mb)
+        self._lock = threading.RLock()
+        self._sandbox: Sandbox | None = None
+        self._closed = False
+        self._mounted: dict[str, Any] = {}  # name -> the value now loaded in the guest
+        self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
+        self._bound_tools: set[str] = set()  # names with a guest function
+        self._bound_outputs: list[str] = []
+
+    @classmethod
+    def factory(cls, **options: Any) -> Callable[[], EryxInterpreter]:
+        """A zero-argument factory making interpreters with these options (and the matching
+        `execution_instructions`), for `dspy.RLM(..., interpreter_factory=...)`."""
+        return _Factory(cls, options)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @with_callbacks
+    def start(self) -> None:
+        """Create the sandbox now (it is otherwise created by the first `execute`). Idempotent."""
+        with self._lock:
+            self._check_open()
+            if self._sandbox is None:
+                self._sandbox = self._build({})
+
+    @with_callbacks
+    def shutdown(self) -> None:
+        """Release the sandbox. Terminal: later `start`/`execute` raise CodeInterpreterError."""
+        with self._lock:
+            self._closed = True
+            sandbox, self._sandbox = self._sandbox, None
+            self._mounted.clear()
+        if sandbox is not None:
+            sandbox.close()
+
+    def __enter__(self) -> EryxInterpreter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        return self.execute(code, variables)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CodeInterpreterError("This EryxInterpreter was shut down; create a new one for a fresh session.")
+
+    # ------------------------------------------------------------------ execution
+
+    @with_callbacks
+    def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        """Run `code` with `variables` defined; return its output (str or None), or
+        `FinalOutput` if it called SUBMIT. Raises SyntaxError or CodeExecutionError for
+        failures the code can fix, CodeInterpreterError for host-side ones."""
+        if _EXECUTING.get() is self:
+            raise CodeInterpreterError("EryxInterpreter cannot execute code from inside one of its own tools.")
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        with self._lock:
+            self._check_open()
+            if code == SHIM_SETUP:
+                raise CodeExecutionError(_FACADE_UNAVAILABLE)
+            changed = self._changed(variables or {})
+            if self._sandbox is None:
+                self._sandbox = self._build(changed)
+            else:
+                self._bind()
+                self._inject(changed)
+            self._mounted.update(changed)
+            token = _EXECUTING.set(self)
+            try:
+                result = self._sandbox.run(_with_echo(code))
+            finally:
+                _EXECUTING.reset(token)
+            if result.restarted:  # guest functions defined by later bind steps are gone
+                self._bound_tools = set(self._initial_tools)
+                self._bound_outputs = []
+        return _outcome(result)
+
+    def _changed(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables whose value differs from what the guest holds: by identity, then
+        by equality when the types match (a str compare is a memcmp)."""
+        changed = {}
+        for name, value in variables.items():
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise CodeInterpreterError(f"Invalid variable name: {name!r}")
+            if name in self._mounted:
+                old = self._mounted[name]
+                if old is value:
+                    continue
+                try:
+                    if type(old) is type(value) and bool(old == value):
+                        self._mounted[name] = value  # next time identity answers
+                        continue
+                except Exception:  # an odd __eq__: load it again
+                    pass
+            changed[name] = value
+        return changed
+
+    def _inject(self, changed: dict[str, Any]) -> None:
+        if not changed:
+            return
+        try:
+            self._sandbox.set_inputs({name: _loadable(name, value) for name, value in changed.items()})
+        except (ValueError, TypeError) as exc:
+            raise CodeInterpreterError(f"Could not load variables {sorted(changed)} into the sandbox: {exc}") from exc
+
+    def _build(self, inputs: dict[str, Any]) -> Sandbox:
+        names = self._tool_names()
+        ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
+        functions = {name: _host_tool(ref, name) for name in names}
+        functions[_DISPATCH] = functools.partial(_dispatch, ref)
+        outputs = self._output_names()
+        try:
+            sandbox = Sandbox(
+                {name: _loadable(name, value) for name, value in inputs.items()},
+                functions,
+                limits=self.limits,
+                setup_code=_SETUP.format(names=outputs),
+                max_output_chars=self.max_output_chars,
+            )
+        except (ValueError, TypeError) as exc:
+            raise CodeInterpreterError(f"Could not start the eryx sandbox: {exc}") from exc
+        self._initial_tools = frozenset(names)
+        self._bound_tools = set(names)
+        self._bound_outputs = outputs
+        return sandbox
+
+    def _bind(self) -> None:
+        """Define guest functions for tools added since the start, and follow changed outputs."""
+        code = []
+        new = [name for name in self._tool_names() if name not in self._bound_tools]
+        for name in new:
+            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+                raise CodeInterpreterError(f"Invalid tool name: {name!r}")
+            code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
+        outputs = self._output_names()
+        if outputs != self._bound_outputs:
+            code.append(f"_rlm_outputs[:] = {outputs!r}")
+        if not code:
+            return
+        result = self._sandbox.run("\n".join(code))
+        if result.error:
+            raise CodeInterpreterError(f"Could not register tools or outputs in the sandbox: {result.error}")
+        self._bound_tools.update(new)
+        self._bound_outputs = outputs
+
+    def _tool_names(self) -> list[str]:
+        # The facade's own tools (`__dspy_*`) are never exposed: see _FACADE_UNAVAILABLE.
+        return [name for name in self.tools if not is_reserved_sandbox_name(name)]
+
+    def _output_names(self) -> list[str]:
+        fields = self.output_fields or [{"name": "output"}]
+        return [field["name"] for field in fields]
+
+    # ------------------------------------------------------------------ tools
+
+    @with_callbacks
+    def invoke_tool(self, tool_name: str, kwargs: dict[str, Any], args: tuple = ()) -> Any:
+        """Call a registered tool (on a sandbox worker thread); async tools are run to completion."""
+        tool = self.tools.get(tool_name)
+        if tool is None or is_reserved_sandbox_name(tool_name):
+            raise CodeInterpreterError(f"Unknown tool: {tool_name}")
+        args, kwargs = _keywords(tool, args, kwargs)
+        result = tool(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        return result
+
+
+class _Factory:
+    """`EryxInterpreter.factory(...)`: zero-argument, and carries `execution_instructions`."""
+
+    def __init__(self, cls: type[EryxInterpreter], options: dict[str, Any]) -> None:
+        self._cls, self._options = cls, dict(options)
+        self.execution_instructions = cls(**self._options).execution_instructions  # validates the options too
+
+    def __call__(self) -> EryxInterpreter:
+        return self._cls(**self._options)
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
+        return f"{self._cls.__name__}.factory({options})"
+
+
+def _host_tool(ref: weakref.ref, name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _dispatch(ref, name, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _dispatch(ref: weakref.ref, tool_name: str, /, *args: Any, **kwargs: Any) -> Any:
+    interpreter = ref()
+    if interpreter is None or interpreter._closed:
+        raise RuntimeError("the interpreter was shut down")
+    if tool_name not in interpreter.tools:
+        raise RuntimeError(f"{tool_name} is not available (the tool was removed)")
+    return interpreter.invoke_tool(tool_name, kwargs, args)
+
+
+def _keywords(tool: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """Positional arguments as keywords where the signature names them: DSPy's tools
+    (dspy.RLM wraps user tools as `invoke(**kwargs)`) take keywords only."""
+    if not args:
+        return (), kwargs
+    try:
+        params = list(inspect.signature(tool).parameters.values())
+    except (TypeError, ValueError):
+        return args, kwargs
+    named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    if any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in params) or len(args) > len(named):
+        return args, kwargs
+    mapped = dict(zip(named, args))
+    both = sorted(set(mapped) & set(kwargs))
+    if both:
+        raise TypeError(f"got multiple values for argument(s) {', '.join(both)}")
+    return (), {**mapped, **kwargs}
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _loadable(name: str, value: Any) -> Any:
+    """`value` as the sandbox can carry it (JSON-like or pydantic); others via pydantic's JSON mode."""
+    if isinstance(value, _INPUT_TYPES):
+        return value
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        raise CodeInterpreterError(f"Unsupported value type for variable {name!r}: {type(value).__name__}") from None
+
+
+def _outcome(result: StepResult) -> Any:
+    if result.submitted:
+        return FinalOutput(result.submission)
+    parts = [p.rstrip("\n") for p in (result.stdout, result.stderr, result.error or "") if p and p.strip()]
+    parts += [f"[{note}]" for note in result.notes]
+    text = "\n".join(parts)
+    if result.error_kind == "syntax":
+        raise SyntaxError(text)
+    if result.error:
+        raise CodeExecutionError(text)
+    return text or None
+
+
+def _with_echo(code: str) -> str:
+    """Print the value of a last-line expression, as a REPL does: `x` becomes
+    `_rlm_echo((x))` in place (same lines)."""
+    if not code.strip():
+        return code
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError):
+        return code  # the sandbox reports it
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
+        return code
+    value = last.value
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("print", "SUBMIT"):
+        return code
+    lines = _LINES.split(code)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(lineno: int, col: int) -> int:
+        line = lines[lineno - 1]
+        return starts[lineno - 1] + (col if line.isascii() else len(line.encode()[:col].decode(errors="ignore")))
+
+    begin, end = offset(value.lineno, value.col_offset), offset(value.end_lineno, value.end_col_offset)
+    return f"{code[:begin]}_rlm_echo(({code[begin:end]})){code[end:]}"
