@@ -9,6 +9,7 @@ the best answer known so far without another model call.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Literal
 
@@ -88,6 +89,14 @@ class Deadline:
 
 def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
     """US dollars for these tokens at the model's published prices, or None if unknown."""
+    rates = _token_rates(model)
+    if rates is None:
+        return None
+    return prompt_tokens * rates[0] + completion_tokens * rates[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _token_rates(model: str) -> tuple[float, float] | None:
     from dspy.clients.model_metadata import model_info, rate
 
     provider, _, name = model.partition("/")
@@ -98,4 +107,4 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int) -> flo
     prompt_rate, completion_rate = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
     if prompt_rate is None or completion_rate is None:
         return None
-    return prompt_tokens * prompt_rate + completion_tokens * completion_rate
+    return prompt_rate, completion_rate

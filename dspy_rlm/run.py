@@ -154,9 +154,11 @@ class RLMRun:
 
     def limit_reached(self) -> LimitName | None:
         """The first global limit this call has reached, if any."""
-        limits, usage = self.limits, self.ledger.summary()
+        limits = self.limits
         if self.deadline.passed:
             return "deadline"
+        # A usage summary prices every model, so it is only computed when a limit needs it.
+        usage = self.ledger.summary() if limits.max_tokens is not None or limits.max_cost is not None else {}
         if limits.max_tokens is not None and usage["total_tokens"] >= limits.max_tokens:
             return "tokens"
         if limits.max_cost is not None and (usage["cost_usd"] or 0.0) >= limits.max_cost:

@@ -271,4 +271,4 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
     verdict = "[green]passed[/green]" if figures["passed"] else "[red]FAILED[/red]"
     console.print(f"{verdict}: no failures, no wrong answers, no leaks, RSS slope below "
                   f"{figures['rss_bound_mib_per_100_calls']} MiB per 100 calls (least squares). {figures['task']}; "
-                  f"model: {figures['model']}; DSPy history {'on' if figures['dspy_history'] else 'off'}.")
+                  f"model: {figures['model']}; DSPy history and trace {'on' if figures['dspy_history'] else 'off'}.")

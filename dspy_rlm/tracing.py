@@ -21,10 +21,7 @@ import os
 import threading
 from typing import Any, Iterator
 
-try:
-    import mlflow
-except ImportError:  # mlflow is a dependency, but tracing must never be what breaks a run
-    mlflow = None
+import sys
 
 SPAN_VALUE_CHARS = int(os.environ.get("DSPY_RLM_SPAN_VALUE_CHARS", "2000"))
 MAX_LIST_ITEMS = 50
@@ -66,7 +63,17 @@ def _too_big(value: Any, limit: int) -> bool:
     return False
 
 
+def _mlflow() -> Any:
+    """mlflow if something already imported it, else None.
+
+    Importing mlflow costs ~1.7 s and ~120 MB; no trace can be active before
+    someone imports it, so we never import it just to find that out.
+    """
+    return sys.modules.get("mlflow")
+
+
 def tracing_active() -> bool:
+    mlflow = _mlflow()
     return mlflow is not None and mlflow.get_current_active_span() is not None
 
 
@@ -76,6 +83,7 @@ def span(name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: 
     if not tracing_active():
         yield None
         return
+    mlflow = _mlflow()
     _note_rlm_trace(mlflow.get_current_active_span().trace_id)
     with mlflow.start_span(name=name, span_type=span_type, attributes=attributes) as active:
         if inputs is not None:
@@ -117,6 +125,7 @@ def truncate_rlm_spans(span_obj: Any) -> None:
 
 def install_truncation(processor: Any = truncate_rlm_spans) -> None:
     """Add a truncation processor to MLflow's tracing config, keeping the user's processors."""
+    import mlflow
     from mlflow.tracing.config import get_config
 
     with _lock:

@@ -144,10 +144,11 @@ def run_bench(suite: str = "compare", quick: bool = False, out: str | Path = "be
         "suite": suite, "quick": quick, "command": _command(suite, quick, only), "machine": info,
         "setups": setups, "unavailable": unavailable, "lm": rep.LM_NOTE, "summary": summary,
         "table": rep.markdown_table(summary, setups, baseline="a" if suite == "compare" and "a" in summary else None),
-        "targets": rep.compare_targets(summary) if suite == "compare" else rep.core_targets(summary),
+        "targets": [t for t in (rep.compare_targets(summary) if suite == "compare" else rep.core_targets(summary))
+                    if not only or t["measured"] not in ("not measured", "–")],
         "results": jobs, "seconds": time.perf_counter() - started,
     }
-    stem = out / f"{suite}{'-quick' if quick else ''}"
+    stem = out / f"{suite}{'-quick' if quick else ''}{''.join('-' + w for w in only or [])}"
     files = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
     rep.save_json(report, files[0])
     files[1].write_text(rep.document(report))

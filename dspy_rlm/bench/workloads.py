@@ -146,7 +146,8 @@ def batched(job: dict, build) -> dict:
     module = build(max_iters=len(codes), sub_lm=sub, max_llm_calls=n + 10,
                    max_concurrency=job["params"].get("concurrency"))
     prediction, total = _call(module, lm, context="hello", query="q")
-    return {"batch_step_s": root.times[1] - root.times[0], "call_s": total,
+    # dspy.RLM's llm_query_batched runs a fixed pool of 8 threads.
+    return {"batch_step_s": root.times[1] - root.times[0], "call_s": total, "concurrency": getattr(module, "max_concurrency", 8),
             "sub_calls": len(sub.requests), "answer_ok": prediction.answer == "ok"}
 
 
