@@ -2,8 +2,9 @@
 
 One MLflow run per optimization holds: the optimizer's settings and the
 model names as params; the train/dev/test splits as MLflow datasets; the
-score per trial or step as metrics (autolog's `eval_full`, GEPA's iteration
-metrics, and `trial_score` from the optimizer's own log); the baseline and
+score per trial or step as metrics (`compile_metric` for every metric call
+while compiling, `trial_score` per candidate, autolog's `eval_full`, GEPA's
+iteration metrics); the baseline and
 final test scores; usage totals; and the compiled program's JSON state as an
 artifact. Evaluations of the baseline and the compiled program are nested
 runs whose traces carry each row's score.
@@ -19,8 +20,8 @@ from typing import Any
 
 import dspy
 
-from optimizers import settings as optimizer_settings
 from dspy_rlm.lms import is_simulated
+from optimizers import settings as optimizer_settings
 from optimizers.families import FamilySetup, load_family
 from optimizers.progress import RunProgress
 
@@ -233,7 +234,6 @@ def _log_outputs(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, sco
     mlflow.log_artifact(str(state_path), artifact_path="program")
     if log_model:
         from dspy_rlm.serving import log_rlm_model
-
         from dspy_rlm.tracing import clip
 
         example = clip(dict(setup.test[0].inputs()), 300)  # a short example: contexts are large
