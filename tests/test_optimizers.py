@@ -87,11 +87,14 @@ def test_bootstrap_run_records_settings_models_datasets_scores_usage_and_program
 
 def test_evaluation_traces_carry_scores_and_the_nested_span_tree(bootstrap_run):
     use_experiment("opt-bootstrap")
-    every = traces()
-    # One scored trace per evaluated row (baseline and compiled). Under load a compile-phase
-    # rollout's trace sometimes lands in the experiment too; it carries no score.
-    found = [t for t in every if [a.name for a in t.info.assessments] == ["score"]]
-    assert len(found) == 2 * TINY["test"] and len(every) - len(found) <= 1
+    runs = _runs("opt-bootstrap")
+    evaluations = {runs[name].info.run_id for name in ("baseline_test", "compiled_test")}
+    # One scored trace per evaluated row, linked to its evaluation run. A DSPy call that a thread
+    # left over from an earlier test makes meanwhile is traced into the active experiment too
+    # (MLflow's experiment is process-wide); it carries no score and is not counted.
+    found = [t for t in traces() if [a.name for a in t.info.assessments] == ["score"]]
+    assert len(found) == 2 * TINY["test"]
+    assert all(t.info.request_metadata.get("mlflow.sourceRun") in evaluations for t in found)
     for trace in found:
         lines = tree(trace)
         assert lines[0] == "RLM.forward [CHAIN]" and "  rlm.iteration.1 [CHAIN]" in lines
