@@ -9,8 +9,11 @@ the best answer known so far without another model call.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import pydantic
@@ -108,3 +111,31 @@ def _token_rates(model: str) -> tuple[float, float] | None:
     if prompt_rate is None or completion_rate is None:
         return None
     return prompt_rate, completion_rate
+
+
+def submit_daemon(fn: Any, *args: Any, name: str = "rlm-deadline", gate: threading.Semaphore | None = None,
+                  **kwargs: Any) -> Future:
+    """Run `fn` in this context on a daemon thread; return its future.
+
+    Used for calls a deadline may abandon: a ThreadPoolExecutor's workers are
+    joined at interpreter exit, so one abandoned call could keep the process alive.
+    """
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            if gate is not None:
+                with gate:
+                    result = context.run(fn, *args, **kwargs)
+            else:
+                result = context.run(fn, *args, **kwargs)
+        except BaseException as exc:  # handed to the waiter, like an executor would
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future

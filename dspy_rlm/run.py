@@ -8,10 +8,8 @@ so one `RLM` instance serves many threads and coroutines at once.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -19,7 +17,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from dspy_rlm.budget import CallBudget, UsageLedger
-from dspy_rlm.limits import Deadline, LimitExceeded, LimitName, LMFailure
+from dspy_rlm.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
 from dspy_rlm.outputs import OutputError, parse_submission, termination_code
 from dspy_rlm.repl import CodeProblem, Step, extract_code, format_history, format_variables
 from dspy_rlm.sandbox import Sandbox
@@ -61,7 +59,6 @@ class RLMRun:
         self.sandbox: Sandbox | None = None
         self.best_answer: dict | None = None
         self.consecutive_errors = 0
-        self._waiter: ThreadPoolExecutor | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -78,8 +75,6 @@ class RLMRun:
     def close(self) -> None:
         if self.sandbox is not None:
             self.sandbox.close()
-        if self._waiter is not None:
-            self._waiter.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> RLMRun:
         self.open()
@@ -236,9 +231,7 @@ class RLMRun:
         left = self.deadline.remaining()
         if left is None:
             return predictor(**inputs)
-        if self._waiter is None:
-            self._waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-deadline")
-        future = self._waiter.submit(contextvars.copy_context().run, predictor, **inputs)
+        future = submit_daemon(predictor, **inputs)
         try:
             return future.result(timeout=left)
         except FutureTimeout:

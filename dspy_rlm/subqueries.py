@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import dspy
 
 from dspy_rlm.budget import CallBudget, UsageLedger
-from dspy_rlm.limits import Deadline
+from dspy_rlm.limits import Deadline, submit_daemon
 from dspy_rlm.repl import SubQueryRecord
 from dspy_rlm.tracing import set_outputs, span
 
@@ -89,6 +89,10 @@ class SubQueries:
         return answers
 
     def _threaded_batch(self, prompts: list[str]) -> list[str]:
+        if self.deadline.ends is not None:  # slots the deadline abandons must not hold up process exit
+            gate = threading.Semaphore(self.max_concurrency)
+            futures = [submit_daemon(self._ask_slot, p, name=_SLOT, gate=gate) for p in prompts]
+            return [self._slot_result(future) for future in futures]
         pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts)), thread_name_prefix=_SLOT)
         try:
             # Each slot gets a copy of this context, so its spans nest under this batch.
@@ -122,11 +126,7 @@ class SubQueries:
             return self._wait(asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop))
         if self.deadline.ends is None or threading.current_thread().name.startswith(_SLOT):
             return self._ask_now(prompt)
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_SLOT)
-        try:
-            return self._wait(pool.submit(contextvars.copy_context().run, self._ask_now, prompt))
-        finally:
-            pool.shutdown(wait=False)
+        return self._wait(submit_daemon(self._ask_now, prompt, name=_SLOT))
 
     def _ask_now(self, prompt: str) -> str:
         with self._recorded(prompt) as answer:
