@@ -39,6 +39,7 @@ from dspy.utils.callback import with_callbacks
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from dspy_rlm.outputs import termination_code
 from dspy_rlm.sandbox import Sandbox, SandboxLimits, StepResult
 
 __all__ = ["EryxInterpreter"]
@@ -60,29 +61,8 @@ _FACADE_UNAVAILABLE = (
     "eryx guest can only reach through awaited calls. Use llm_query / llm_query_batched instead."
 )
 
-# Guest code run at every (re)start. SUBMIT reads the output names at call time, so the
-# names can change without redefining it (setup names are restored after each step).
-_SETUP = '''
-_rlm_outputs = {names!r}
-
-def SUBMIT(*args, **kwargs):
-    """Finish with the final outputs: SUBMIT(name=value, ...) or positionally."""
-    names = _rlm_outputs
-    call = ", ".join(names)
-    if len(args) > len(names):
-        raise TypeError(f"SUBMIT() takes {{len(names)}} arguments ({{call}}) but {{len(args)}} were given")
-    values = dict(zip(names, args))
-    for key, value in kwargs.items():
-        if key not in names:
-            raise TypeError(f"SUBMIT() got an unexpected keyword argument {{key!r}}; the outputs are: {{call}}")
-        if key in values:
-            raise TypeError(f"SUBMIT() got multiple values for argument {{key!r}}")
-        values[key] = value
-    missing = [name for name in names if name not in values]
-    if missing:
-        raise TypeError(f"SUBMIT() missing required argument(s): {{', '.join(missing)}}; call SUBMIT({{call}})")
-    _rlm_submit(values)
-
+# DSPy's REPL prints a last-line expression; SUBMIT comes from `outputs.termination_code`.
+_ECHO = '''
 def _rlm_echo(value):
     if value is not None:
         print(repr(value))
@@ -255,7 +235,7 @@ class EryxInterpreter:
                 {name: _loadable(name, value) for name, value in inputs.items()},
                 functions,
                 limits=self.limits,
-                setup_code=_SETUP.format(names=outputs),
+                setup_code=termination_code(outputs) + _ECHO,
                 max_output_chars=self.max_output_chars,
             )
         except (ValueError, TypeError) as exc:
@@ -275,7 +255,7 @@ class EryxInterpreter:
             code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
         outputs = self._output_names()
         if outputs != self._bound_outputs:
-            code.append(f"_rlm_outputs[:] = {outputs!r}")
+            code.append(f"_RLM_OUTPUTS[:] = {outputs!r}")
         if not code:
             return
         result = self._sandbox.run("\n".join(code))

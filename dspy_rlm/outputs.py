@@ -14,29 +14,34 @@ from dspy.adapters.utils import parse_value
 
 TERMINATION_NAMES = ("SUBMIT", "FINAL", "FINAL_VAR")
 
+# The names are read at call time, so a host can change the outputs by assigning
+# `_RLM_OUTPUTS[:]` without redefining the functions.
 _GUEST_TEMPLATE = '''
 _RLM_OUTPUTS = {names!r}
 
 def SUBMIT(*args, **kwargs):
-    """Finish the run with the final outputs: SUBMIT({call})."""
-    if len(args) > len(_RLM_OUTPUTS):
-        raise TypeError(f"SUBMIT() takes {{len(_RLM_OUTPUTS)}} outputs ({call}) but {{len(args)}} were given")
-    values = dict(zip(_RLM_OUTPUTS, args))
+    """Finish the run with the final outputs: SUBMIT(name=value, ...) or positionally."""
+    names = _RLM_OUTPUTS
+    call = ", ".join(f"{{name}}=..." for name in names)
+    if len(args) > len(names):
+        raise TypeError(f"SUBMIT() takes {{len(names)}} outputs ({{call}}) but {{len(args)}} were given")
+    values = dict(zip(names, args))
     for key, value in kwargs.items():
-        if key not in _RLM_OUTPUTS:
-            raise TypeError(f"SUBMIT() got an unknown output {{key!r}}; the outputs are: {call}")
+        if key not in names:
+            raise TypeError(f"SUBMIT() got an unexpected keyword argument {{key!r}}; the outputs are: {{call}}")
         if key in values:
-            raise TypeError(f"SUBMIT() got two values for {{key!r}}")
+            raise TypeError(f"SUBMIT() got multiple values for argument {{key!r}}")
         values[key] = value
-    missing = [name for name in _RLM_OUTPUTS if name not in values]
+    missing = [name for name in names if name not in values]
     if missing:
-        raise TypeError(f"SUBMIT() is missing {{', '.join(missing)}}; call SUBMIT({call})")
+        raise TypeError(f"SUBMIT() missing required argument(s): you are missing {{', '.join(missing)}}; "
+                        f"call SUBMIT({{call}})")
     _rlm_submit(values)
 
 def FINAL(value):
     """Finish the run with `value` as the single output."""
     if len(_RLM_OUTPUTS) != 1:
-        raise TypeError("FINAL(value) works only when there is one output; call SUBMIT({call})")
+        raise TypeError("FINAL(value) works only when there is one output; call SUBMIT(name=value, ...)")
     _rlm_submit({{_RLM_OUTPUTS[0]: value}})
 
 def FINAL_VAR(name):
@@ -54,8 +59,7 @@ def FINAL_VAR(name):
 
 def termination_code(output_names: list[str]) -> str:
     """Guest source defining SUBMIT, FINAL and FINAL_VAR for these outputs."""
-    call = ", ".join(f"{name}=..." for name in output_names)
-    return _GUEST_TEMPLATE.format(names=list(output_names), call=call)
+    return _GUEST_TEMPLATE.format(names=list(output_names))
 
 
 class OutputError(ValueError):
