@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from dspy_rlm.sandbox import Sandbox
+
 # litellm fetches its cost map from the network when first imported unless told not to; offline that stalls.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -17,3 +19,18 @@ def eryx_factory():
     from dspy_rlm.sandbox.factory import load_factory
 
     return load_factory()
+
+
+@pytest.fixture
+def make():
+    """Build Sandboxes that are closed after the test."""
+    made = []
+
+    def build(inputs=None, functions=None, **kwargs):
+        sb = Sandbox(inputs or {}, functions or {}, **kwargs)
+        made.append(sb)
+        return sb
+
+    yield build
+    for sb in made:
+        sb.close()

@@ -32,21 +32,6 @@ def FINAL_VAR(name):
 FAST = SandboxLimits(step_timeout_s=1.5)
 
 
-@pytest.fixture
-def make():
-    """Build Sandboxes that are closed after the test."""
-    made = []
-
-    def build(inputs=None, functions=None, **kwargs):
-        sb = Sandbox(inputs or {}, functions or {}, **kwargs)
-        made.append(sb)
-        return sb
-
-    yield build
-    for sb in made:
-        sb.close()
-
-
 def ok(sb: Sandbox, code: str) -> StepResult:
     r = sb.run(code)
     assert r.error is None, r.error

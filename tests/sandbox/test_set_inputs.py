@@ -6,23 +6,9 @@ import os
 
 import pytest
 
-from dspy_rlm.sandbox import Sandbox, SandboxLimits
+from dspy_rlm.sandbox import SandboxLimits
 
 pytestmark = pytest.mark.usefixtures("eryx_factory")
-
-
-@pytest.fixture
-def make():
-    made = []
-
-    def build(inputs=None, functions=None, **kwargs):
-        sb = Sandbox(inputs or {}, functions or {}, **kwargs)
-        made.append(sb)
-        return sb
-
-    yield build
-    for sb in made:
-        sb.close()
 
 
 def test_added_and_replaced_inputs_arrive_and_are_not_model_variables(make):
