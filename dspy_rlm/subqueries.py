@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator
 
@@ -25,7 +23,7 @@ from dspy_rlm.repl import SubQueryRecord
 from dspy_rlm.tracing import set_outputs, span
 
 
-_SLOT = "rlm-sub"  # name prefix of the threads that make sub-model calls
+_SLOT = "rlm-sub"  # name of the threads that make sub-model calls
 
 
 class SubQueries:
@@ -89,18 +87,12 @@ class SubQueries:
         return answers
 
     def _threaded_batch(self, prompts: list[str]) -> list[str]:
-        if self.deadline.ends is not None:  # slots the deadline abandons must not hold up process exit
-            gate = threading.Semaphore(self.max_concurrency)
-            futures = [submit_daemon(self._ask_slot, p, name=_SLOT, gate=gate) for p in prompts]
-            return [self._slot_result(future) for future in futures]
-        pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts)), thread_name_prefix=_SLOT)
-        try:
-            # Each slot gets a copy of this context, so its spans nest under this batch.
-            futures = [pool.submit(contextvars.copy_context().run, self._ask_slot, p) for p in prompts]
-            return [self._slot_result(future) for future in futures]
-        finally:
-            # Never wait here for slots stuck past the deadline; they end on their own.
-            pool.shutdown(wait=False, cancel_futures=True)
+        # A daemon thread per slot (the budget caps how many), at most max_concurrency at work: slots a
+        # deadline abandons must not hold up process exit, as a ThreadPoolExecutor's workers would.
+        # Each slot runs in a copy of this context, so its spans nest under this batch.
+        gate = threading.Semaphore(self.max_concurrency)
+        futures = [submit_daemon(self._ask_slot, p, name=_SLOT, gate=gate) for p in prompts]
+        return [self._slot_result(future) for future in futures]
 
     def _slot_result(self, future: Any) -> str:
         try:
@@ -110,7 +102,7 @@ class SubQueries:
 
     def _ask_slot(self, prompt: str) -> str:
         try:
-            return self._ask(prompt)
+            return self._ask_now(prompt)  # the batch already bounds each slot by the deadline
         except Exception as exc:
             return f"[ERROR] {type(exc).__name__}: {exc}"
 
@@ -124,7 +116,7 @@ class SubQueries:
     def _ask(self, prompt: str) -> str:
         if self.loop is not None:
             return self._wait(asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop))
-        if self.deadline.ends is None or threading.current_thread().name.startswith(_SLOT):
+        if self.deadline.ends is None:
             return self._ask_now(prompt)
         return self._wait(submit_daemon(self._ask_now, prompt, name=_SLOT))
 
