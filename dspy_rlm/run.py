@@ -136,6 +136,8 @@ class RLMRun:
             set_outputs(active, {"output": result.observation, "error": result.error, "seconds": result.seconds})
         self.ledger.sandbox_seconds += result.seconds
         output, outputs, error = result.observation, None, result.error_kind
+        if error == "timeout" and self.deadline.passed:  # the step was cut short by the call's deadline
+            output = f"{output}\n[the call's {self.deadline.seconds:g} s deadline (max_time) was reached]"
         if result.submitted:
             self.best_answer = result.submission if isinstance(result.submission, dict) else self.best_answer
             try:

@@ -7,7 +7,8 @@ strategies, and is scored by the family's metric. **The model is simulated**; wh
 measured is the library: correctness end to end, leaks, and memory.
 
 Two phases: `calls` sequential calls, then `threads` threads of `per_thread` calls on
-one shared `RLM`. Before and after each phase (after a grace period) it counts threads,
+one shared `RLM`, after uncounted warm-up calls (one alone, then one per thread). Before
+and after each phase (after a grace period) it counts threads (naming the OS threads),
 open file descriptors, live `Sandbox` objects and `dspy-rlm-inputs-*` folders (in a
 private temporary folder, so other processes cannot disturb the count), and it fits a
 least-squares line to RSS against completed calls, after a warm-up.
@@ -21,6 +22,7 @@ inputs until 10,000 entries are reached.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import tempfile
@@ -42,7 +44,9 @@ STRATEGIES = ("batched", "regex")
 # working size) stays below it. See the README's Hardening section.
 RSS_BOUND_MIB_PER_100 = 5.0
 WARMUP_CALLS = 20
-GRACE_SECONDS = 10.0
+# Native runtimes park idle helper threads before ending them (tokio's blocking pool: 10 s).
+GRACE_SECONDS = 15.0
+WARMUP_SEED = 1_000_000  # task seeds of the uncounted warm-up calls, apart from the counted ones
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Census:
     sandboxes: int
     input_folders: int
     rss_mib: float
+    thread_names: dict[str, int] = field(default_factory=dict)  # OS thread names (Linux), to name a leak
 
 
 @dataclass
@@ -92,7 +97,17 @@ def census(folder: Path) -> Census:
         sandboxes=sum(1 for o in gc.get_objects() if isinstance(o, Sandbox)),
         input_folders=len(list(folder.glob("dspy-rlm-inputs-*"))),
         rss_mib=round(process.memory_info().rss / 2**20, 1),
+        thread_names=_thread_names(),
     )
+
+
+def _thread_names() -> dict[str, int]:
+    names: dict[str, int] = {}
+    for task in Path("/proc/self/task").glob("*/comm"):
+        with contextlib.suppress(OSError):  # a thread may end while we look
+            name = task.read_text().strip()
+            names[name] = names.get(name, 0) + 1
+    return dict(sorted(names.items()))
 
 
 def settled_census(folder: Path, baseline: Census, grace: float = GRACE_SECONDS) -> Census:
@@ -201,7 +216,11 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
     tempfile.tempdir = str(folder)  # every Sandbox makes its inputs folder here
     try:
         caller = Caller(size, keep_history)
-        caller(0)  # warm-up: loads the sandbox factory and imports, not counted
+        # Warm-up, not counted: loads the factory and imports, and brings the runtimes' thread
+        # pools to their working size for this concurrency, so the baseline is not taken cold.
+        caller(0)
+        with ThreadPoolExecutor(threads, thread_name_prefix="soak-warmup") as pool:
+            list(pool.map(caller, range(WARMUP_SEED, WARMUP_SEED + threads)))
         phases = [Phase("sequential", calls, 1), Phase(f"{threads} threads", threads * per_thread, threads)]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=not progress) as bar:

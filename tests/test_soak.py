@@ -13,7 +13,8 @@ def test_a_short_soak_is_correct_and_leaks_nothing(tmp_path):
     for phase in figures["phases"]:
         assert phase["failures"] == 0, phase["errors"]
         assert phase["wrong"] == 0
-        assert all(growth <= 0 for growth in phase["leaks"].values()), phase["leaks"]  # back to (or below) baseline
+        named = (phase["before"]["thread_names"], phase["after"]["thread_names"])
+        assert all(growth <= 0 for growth in phase["leaks"].values()), (phase["leaks"], named)  # back to baseline
     assert [p["calls"] for p in figures["phases"]] == [30, 20]
     saved = json.loads((tmp_path / "soak.json").read_text())
     assert saved["model"].startswith("simulated") and len(saved["phases"][0]["rss_samples"]) == 30
