@@ -5,43 +5,34 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Callable
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 2**10 <= value <= 2**23:
-        raise argparse.ArgumentTypeError(f"must be from 1024 (2^10) to 8388608 (2^23) characters, got {value}")
-    return value
+def _checked(convert: Callable[[str], float], expected: str, allowed: Callable[[float], bool],
+             rule: str) -> Callable[[str], float]:
+    """An argparse type: `convert`, then check the value, with messages that say what is wanted."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value}")
+        return value
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
-    return value
+_context_size = _checked(lambda text: int(float(text)), "a whole number", lambda v: 2**10 <= v <= 2**23,
+                         "from 1024 (2^10) to 8388608 (2^23) characters")
+_fraction = _checked(float, "a number from 0 to 1", lambda v: 0.0 <= v <= 1.0, "from 0 to 1")
+_seconds = _checked(float, "a number of seconds", lambda v: v >= 0, "0 or more seconds")
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run one RLM call end to end on a task family "
                                              "(simulated model by default; local MLflow store)")
     demo.add_argument("--family", default="oolong", help="niah, oolong, pairs, multihop or codeqa (default oolong)")
-    demo.add_argument("--size", type=_positive_int, default=4_000_000, help="context size in characters")
+    demo.add_argument("--size", type=_context_size, default=4_000_000, help="context size in characters")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated task and the simulated model")
     demo.add_argument("--model", help="a LiteLLM model name (keys from the environment) instead of the simulated model")
     demo.add_argument("--sub-model", help="LiteLLM name of the sub-model (default: --model)")
@@ -87,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--threads", type=int, default=8, help="threads of the concurrent phase (default 8)")
     soak.add_argument("--per-thread", type=int, default=100, help="calls per thread (default 100)")
     soak.add_argument("--quick", action="store_true", help="60 sequential calls and 4 threads x 15")
-    soak.add_argument("--size", type=_positive_int, default=2**13, help="context size in characters (default 8192)")
+    soak.add_argument("--size", type=_context_size, default=2**13, help="context size in characters (default 8192)")
     soak.add_argument("--keep-history", action="store_true",
                       help="keep DSPy's call history and trace on (DSPy caps each at 10,000 entries)")
     soak.add_argument("--out", default="bench_results", help="folder for soak.json")

@@ -52,6 +52,8 @@ def test_a_model_that_cannot_be_called_gets_a_one_line_message(capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["demo", "--size", "100"], "must be from 1024 (2^10) to 8388608 (2^23) characters"),
     (["demo", "--size", "lots"], "expected a whole number"),
+    (["demo", "--size", "inf"], "expected a whole number"),
+    (["demo", "--latency", "nan"], "must be 0 or more seconds"),
     (["demo", "--latency", "-1"], "must be 0 or more seconds"),
     (["serve-sim", "--fault-rate", "2"], "must be from 0 to 1"),
 ])

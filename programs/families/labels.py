@@ -15,6 +15,10 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
+
+from dspy_rlm.simulated_world import NONE, TaskPlan, split_prompt
+from programs.families.base import derive_seed
 
 LABELS = ("numeric value", "entity", "location", "description and abstract concept", "abbreviation", "human being")
 
@@ -201,3 +205,27 @@ def answer_labels(prompt_text: str, mistake: bool, pick: random.Random) -> str:
         index = pick.randrange(len(labels))
         labels[index] = pick.choice([label for label in LABELS if label != labels[index]])
     return "\n".join(labels)
+
+
+class LabelledLinesWorld:
+    """The simulated model's knowledge of a labelled-lines family: it reads a question into a
+    plan with the family's `parsers`, and as a sub-model labels lines (see `answer_labels`)."""
+
+    name: str
+    preamble = ""  # boilerplate before the question itself
+    parsers: dict[str, re.Pattern[str]]
+    make_plan: Callable[[str, tuple[str, ...]], TaskPlan]
+
+    def plan(self, question: str) -> TaskPlan | None:
+        question = question.removeprefix(self.preamble).strip()
+        for kind, pattern in self.parsers.items():
+            found = pattern.search(question)
+            if found:
+                return self.make_plan(kind, found.groups())
+        return None
+
+    def answer(self, prompt: str, mistake: bool = False) -> str:
+        question, text = split_prompt(prompt)
+        if question != ASK_LABELS:
+            return NONE
+        return answer_labels(text, mistake, random.Random(derive_seed(f"{self.name}-mistake", prompt)))

@@ -14,10 +14,10 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import NONE, Stage, TaskPlan, split_prompt
+from dspy_rlm.simulated_world import Stage, TaskPlan
 from programs.families.base import Task, TaskFamily, check_size, derive_seed
 from programs.families.labels import (
-    ASK_LABELS, CUES, LABELS, PARSE_SETUP, answer_labels, format_date, generate_records, make_users,
+    ASK_LABELS, CUES, LABELS, LabelledLinesWorld, PARSE_SETUP, format_date, generate_records, make_users,
 )
 
 PREAMBLE = ("The following lines contain general-knowledge questions, one per line. Each question can be described "
@@ -122,32 +122,6 @@ def score_oolong(gold: str, kind: str, answer: str) -> tuple[float, str]:
     return 0.0, f"Expected the label '{gold}', got {answer[:80]!r}."
 
 
-class OolongWorld:
-    """The simulated model's knowledge: how to read OOLONG questions, and every instance's label."""
-
-    name = "oolong"
-
-    def plan(self, question: str) -> TaskPlan | None:
-        question = question.removeprefix(PREAMBLE).strip()
-        for kind, pattern in _PARSE.items():
-            found = pattern.search(question)
-            if found:
-                return _plan(kind, found.groups())
-        return None
-
-    def answer(self, prompt: str, mistake: bool = False) -> str:
-        question, text = split_prompt(prompt)
-        if question != ASK_LABELS:
-            return NONE
-        return answer_labels(text, mistake, random.Random(derive_seed("oolong-mistake", prompt)))
-
-    def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-        """Outer steps of `programs.aggregate`: split a comparison into counts, and compare counts."""
-        from programs.aggregate import simulated_respond
-
-        return simulated_respond(inputs, outputs)
-
-
 def _plan(kind: str, groups: tuple[str, ...]) -> TaskPlan:
     count_code = "labels = [row[2] for row in labelled_rows()]\ncounts = Counter(labels)\n"
     unit_filter = ""
@@ -173,3 +147,18 @@ def _plan(kind: str, groups: tuple[str, ...]) -> TaskPlan:
         guess = repr("entity" if kind == "most" else "abbreviation")
     return TaskPlan(stages=(Stage(ASK_LABELS, cues),), combine=combine, guess=guess, unit_filter=unit_filter,
                     setup=PARSE_SETUP)
+
+
+class OolongWorld(LabelledLinesWorld):
+    """The simulated model's knowledge: how to read OOLONG questions, and every instance's label."""
+
+    name = "oolong"
+    preamble = PREAMBLE
+    parsers = _PARSE
+    make_plan = staticmethod(_plan)
+
+    def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
+        """Outer steps of `programs.aggregate`: split a comparison into counts, and compare counts."""
+        from programs.aggregate import simulated_respond
+
+        return simulated_respond(inputs, outputs)

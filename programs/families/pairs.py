@@ -16,10 +16,10 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import NONE, Stage, TaskPlan, split_prompt
+from dspy_rlm.simulated_world import Stage, TaskPlan
 from programs.families.base import Task, TaskFamily, check_size, derive_seed
 from programs.families.labels import (
-    ASK_LABELS, CUES, LABELS, PARSE_SETUP, Record, answer_labels, format_date, generate_records, make_users,
+    ASK_LABELS, CUES, LABELS, PARSE_SETUP, LabelledLinesWorld, Record, format_date, generate_records, make_users,
 )
 
 FORMAT = " List every such pair as '(id1, id2)' with the lower ID first, one pair per line; answer [] if there are none."
@@ -128,25 +128,6 @@ def score_pairs(gold: str, answer: str) -> tuple[float, str]:
                 f"(precision {precision:.2f}, recall {recall:.2f}).")
 
 
-class PairsWorld:
-    """The simulated model's reading of pairs questions; the sub-model labels lines as in OOLONG."""
-
-    name = "pairs"
-
-    def plan(self, question: str) -> TaskPlan | None:
-        for kind, pattern in _PARSE.items():
-            found = pattern.search(question)
-            if found:
-                return _plan(kind, found.groups())
-        return None
-
-    def answer(self, prompt: str, mistake: bool = False) -> str:
-        question, text = split_prompt(prompt)
-        if question != ASK_LABELS:
-            return NONE
-        return answer_labels(text, mistake, random.Random(derive_seed("pairs-mistake", prompt)))
-
-
 def _plan(kind: str, groups: tuple[str, ...]) -> TaskPlan:
     head = ("from itertools import combinations\nrows = labelled_rows()\n"
             "users = sorted({user_of(u) for u in units})\n")
@@ -172,3 +153,11 @@ def _plan(kind: str, groups: tuple[str, ...]) -> TaskPlan:
     guess = "'\\n'.join(f'({x}, {y})' for x, y in zip(sorted(set(u.split(' || ')[1][6:] for u in units))[::2], " \
             "sorted(set(u.split(' || ')[1][6:] for u in units))[1::2]))"
     return TaskPlan(stages=(Stage(ASK_LABELS, cues),), combine=combine, guess=guess, setup=PARSE_SETUP)
+
+
+class PairsWorld(LabelledLinesWorld):
+    """The simulated model's reading of pairs questions; the sub-model labels lines as in OOLONG."""
+
+    name = "pairs"
+    parsers = _PARSE
+    make_plan = staticmethod(_plan)
