@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextvars
 import inspect
-import io
 import json
-import keyword
 import logging
 import shutil
 import tempfile
 import threading
 import time
-import tokenize
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +20,10 @@ from typing import Any
 
 import eryx
 
-from dspy_rlm.sandbox import guest
+from dspy_rlm.sandbox import guest, nesting
+from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.factory import load_factory
-from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
+from dspy_rlm.sandbox.jsonsafe import to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
 from dspy_rlm.sandbox.rewrite import RewriteError, make_awaitable
@@ -36,7 +33,6 @@ __all__ = ["Sandbox", "StepResult"]
 log = logging.getLogger(__name__)
 
 _NO_FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({})
-_RESERVED = frozenset({"invoke", "list_callbacks", "_rlm_submit"})
 _MAX_HOST_ERROR_CHARS = 2_000
 # Why the sandbox had to be restarted, as the restart note words it.
 _RESTART_CAUSE = {"timeout": "a timeout", "memory": "running out of memory", "fuel": "running out of fuel"}
@@ -121,102 +117,6 @@ def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callab
     return callback
 
 
-def _check_names(inputs: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> None:
-    for what, names in (("input", inputs), ("function", functions)):
-        for name in names:
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ValueError(
-                    f"{what} name {name!r} is not a valid Python identifier; rename it (e.g. 'context')"
-                )
-            if name in _RESERVED or name.startswith("__"):
-                raise ValueError(f"{what} name {name!r} is reserved by the sandbox; choose another name")
-    for name, fn in functions.items():
-        if not callable(fn):
-            raise TypeError(f"function {name!r} is not callable (got {type(fn).__name__})")
-    both = sorted(set(inputs) & set(functions))
-    if both:
-        raise ValueError(f"{', '.join(both)} given both as an input and as a function; rename one of them")
-
-
-def _write_inputs(folder: Path, inputs: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
-    """Write each input to `folder`; return (name, file name, kind) for the guest."""
-    specs, used = [], set()
-    for name, value in inputs.items():
-        # Names differing only in case would share a file on macOS/Windows.
-        base = name if name.casefold() not in used else f"{name}.{len(specs)}"
-        used.add(base.casefold())
-        if isinstance(value, str):
-            kind, filename = "text", f"{prefix}{base}.txt"
-            _write_text(folder / filename, value)
-        else:
-            kind, data = encode_input(name, value)
-            filename = f"{prefix}{base}.json"
-            (folder / filename).write_bytes(data)
-        specs.append((name, filename, kind))
-    return specs
-
-
-def _write_text(path: Path, text: str, chunk_chars: int = 1 << 20) -> None:
-    """Write text in chunks: encoding a 100 MB string at once would double its host memory."""
-    with open(path, "wb") as file:
-        for start in range(0, len(text), chunk_chars):
-            file.write(text[start : start + chunk_chars].encode("utf-8", errors="surrogatepass"))
-
-
-# The guest compiles each step on a small native stack that CPython cannot see;
-# overflowing it aborts the whole host process (measured on pyeryx 0.11: brackets
-# nested 150 deep, or an expression 3,000 operators long). Such code is refused
-# on the host, with room to spare: 100 and 1,000 compiled fine.
-MAX_BRACKET_DEPTH = 100
-MAX_EXPRESSION_DEPTH = 1_000
-_OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
-
-
-def _too_deep(code: str) -> str | None:
-    """Why `code` is too deeply nested to compile safely in the guest, or None."""
-    if sum(code.count(c) for c in _OPENERS) > MAX_BRACKET_DEPTH:
-        depth = deepest = 0
-        try:
-            for token in tokenize.generate_tokens(io.StringIO(code).readline):
-                if token.type == tokenize.OP and token.string in _OPENERS:
-                    depth += 1
-                    deepest = max(deepest, depth)
-                elif token.type == tokenize.OP and token.string in _CLOSERS:
-                    depth -= 1
-                if deepest > MAX_BRACKET_DEPTH:
-                    break
-        except (SyntaxError, tokenize.TokenError, ValueError):
-            pass  # what was read before the error still counts
-        if deepest > MAX_BRACKET_DEPTH:
-            return (f"SyntaxError: brackets are nested more than {MAX_BRACKET_DEPTH} deep; the sandbox cannot "
-                    "compile that. Build deeply nested data with a loop instead of writing it out.")
-    if len(code) > MAX_EXPRESSION_DEPTH:  # shorter code cannot nest that deep
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError):
-            return None  # the guest reports it
-        except (RecursionError, MemoryError):
-            depth = MAX_EXPRESSION_DEPTH + 1
-        else:
-            depth = _ast_depth(tree)
-        if depth > MAX_EXPRESSION_DEPTH:
-            return (f"SyntaxError: an expression is nested more than {MAX_EXPRESSION_DEPTH:,} levels deep "
-                    "(e.g. a very long chain of + or method calls); the sandbox cannot compile that. "
-                    "Split it into several statements or use a loop, sum() or ''.join().")
-    return None
-
-
-def _ast_depth(tree: ast.AST) -> int:
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_EXPRESSION_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 def _well_formed(report: Any) -> bool:
     """Whether a step's report has the shape the guest runner writes. Model code can
     replace the runner (it lives in the guest), so the host never trusts the shape."""
@@ -233,11 +133,6 @@ def _well_formed(report: Any) -> bool:
         except ValueError:
             return False
     return True
-
-
-def _remove_files(folder: str, specs: list[tuple[str, str, str]]) -> None:
-    for _, filename, _ in specs:
-        (Path(folder) / filename).unlink(missing_ok=True)
 
 
 class Sandbox:
@@ -260,7 +155,7 @@ class Sandbox:
         setup_code: str = "",
         max_output_chars: int = 10_000,
     ) -> None:
-        _check_names(inputs, functions)
+        mount.check_names(inputs, functions)
         if max_output_chars <= 0:
             raise ValueError(f"max_output_chars must be > 0, got {max_output_chars}")
         self._limits = limits
@@ -279,7 +174,7 @@ class Sandbox:
         # Removes the folder on close(), on garbage collection or at exit.
         self._cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         try:
-            self._inputs = _write_inputs(Path(folder), inputs)
+            self._inputs = mount.write_inputs(Path(folder), inputs)
             self._session = self._create_session(folder, functions)
             self._boot()
         except BaseException:
@@ -338,7 +233,7 @@ class Sandbox:
         restarted with the previous inputs and ValueError is raised."""
         if not inputs:
             return
-        _check_names(inputs, {})
+        mount.check_names(inputs, {})
         clashing = sorted(set(inputs) & set(self._function_names))
         if clashing:
             raise ValueError(f"{', '.join(clashing)} given both as an input and as a function; rename one of them")
@@ -347,7 +242,7 @@ class Sandbox:
                 raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
             self._input_writes += 1
             # New file names: the files of the current inputs stay valid for a restart.
-            added = _write_inputs(Path(self._folder), inputs, prefix=f"v{self._input_writes}.")
+            added = mount.write_inputs(Path(self._folder), inputs, prefix=f"v{self._input_writes}.")
             step = _Step(time.monotonic() + self._limits.step_timeout_s, contextvars.copy_context())
             self._shared.step = step
             try:
@@ -355,7 +250,7 @@ class Sandbox:
                 if not isinstance(report, dict) or "variables" not in report:
                     raise RuntimeError("the guest did not report back")
             except Exception as exc:  # e.g. over the memory cap: the guest may hold part of them
-                _remove_files(self._folder, added)
+                mount.remove_files(self._folder, added)
                 self._recover(("memory" if "memory" in str(exc).lower() else "crash", str(exc)),
                               step, time.perf_counter())
                 lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -363,7 +258,7 @@ class Sandbox:
                     f"the sandbox could not load the inputs {sorted(inputs)} ({lines[-1] if lines else repr(exc)}) "
                     "and was restarted with the previous inputs; the model's variables were lost"
                 ) from exc
-            _remove_files(self._folder, [spec for spec in self._inputs if spec[0] in inputs])
+            mount.remove_files(self._folder, [spec for spec in self._inputs if spec[0] in inputs])
             self._inputs = [spec for spec in self._inputs if spec[0] not in inputs] + added
             self._variables = list(report["variables"])
 
@@ -400,7 +295,7 @@ class Sandbox:
                 error_kind="syntax",
                 seconds=time.perf_counter() - start,
             )
-        too_deep = _too_deep(code)
+        too_deep = nesting.too_deep(code)
         if too_deep:
             return StepResult(error=too_deep, error_kind="syntax", seconds=time.perf_counter() - start)
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rlm.sandbox import session
+from dspy_rlm.sandbox import inputs as mount
 
 SECRET = "sk-test-SECRET-7d1f9c0b4e2a6-never-in-the-sandbox"
 FILE_SECRET = "host-file-SECRET-3b8e5a1c9f70"
@@ -44,7 +44,7 @@ def host(tmp_path, monkeypatch, caplog):
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "passwd").write_text(FILE_SECRET)
-    write_inputs = session._write_inputs
+    write_inputs = mount.write_inputs
 
     def write_and_plant(folder, inputs, prefix=""):
         specs = write_inputs(folder, inputs, prefix)
@@ -53,7 +53,7 @@ def host(tmp_path, monkeypatch, caplog):
             (folder / "hostetc").symlink_to(etc, target_is_directory=True)
         return specs
 
-    monkeypatch.setattr(session, "_write_inputs", write_and_plant)
+    monkeypatch.setattr(mount, "write_inputs", write_and_plant)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     state = Host(secret_file, listener.getsockname()[1])
