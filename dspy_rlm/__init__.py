@@ -1,23 +1,46 @@
 """dspy-rlm: Recursive Language Models as DSPy modules, on a pyeryx WebAssembly sandbox."""
 
-from dspy_rlm.budget import BudgetExceeded
-from dspy_rlm.interpreter import EryxInterpreter
-from dspy_rlm.outputs import OutputError
-from dspy_rlm.rlm import RLM
-from dspy_rlm.sandbox import SandboxLimits
-from dspy_rlm.scripted import ScriptedLM, ScriptedRequest, ScriptExhausted
-from dspy_rlm.simulated import SimulatedLM
-from dspy_rlm.tracing import truncate_span_inputs
+from __future__ import annotations
 
-__all__ = [
-    "RLM",
-    "EryxInterpreter",
-    "ScriptedLM",
-    "ScriptedRequest",
-    "ScriptExhausted",
-    "SimulatedLM",
-    "SandboxLimits",
-    "BudgetExceeded",
-    "OutputError",
-    "truncate_span_inputs",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names and their modules, imported on first use (PEP 562), so the sandbox
+# layer (`dspy_rlm.sandbox`, which knows nothing of DSPy) loads without DSPy.
+_EXPORTS = {
+    "RLM": "dspy_rlm.rlm",
+    "EryxInterpreter": "dspy_rlm.interpreter",
+    "ScriptedLM": "dspy_rlm.scripted",
+    "ScriptedRequest": "dspy_rlm.scripted",
+    "ScriptExhausted": "dspy_rlm.scripted",
+    "SimulatedLM": "dspy_rlm.simulated",
+    "SandboxLimits": "dspy_rlm.sandbox",
+    "BudgetExceeded": "dspy_rlm.budget",
+    "OutputError": "dspy_rlm.outputs",
+    "truncate_span_inputs": "dspy_rlm.tracing",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dspy_rlm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from dspy_rlm.budget import BudgetExceeded
+    from dspy_rlm.interpreter import EryxInterpreter
+    from dspy_rlm.outputs import OutputError
+    from dspy_rlm.rlm import RLM
+    from dspy_rlm.sandbox import SandboxLimits
+    from dspy_rlm.scripted import ScriptedLM, ScriptedRequest, ScriptExhausted
+    from dspy_rlm.simulated import SimulatedLM
+    from dspy_rlm.tracing import truncate_span_inputs

@@ -38,6 +38,9 @@ class RLM(dspy.Module):
         interpreter_factory: accepted for `dspy.RLM` compatibility; code always runs in the eryx sandbox.
         step_timeout: seconds one step may run.
         max_memory_mb: memory cap of the sandbox.
+        isolate_process: run the sandbox in a child process. It starts about 1 s slower per call, but
+            guest code that aborts the wasm runtime (data nested thousands deep, on pyeryx 0.11)
+            ends only that process: the step reports a crash and a new one takes over.
         max_concurrency: sub-queries of one `llm_query_batched` run at once.
         max_prompt_chars: longest prompt one sub-query accepts.
         max_time, max_tokens, max_cost, max_consecutive_errors: global limits of one call
@@ -60,6 +63,7 @@ class RLM(dspy.Module):
         *,
         step_timeout: float = 120.0,
         max_memory_mb: int = 2048,
+        isolate_process: bool = False,
         max_concurrency: int = 64,
         max_prompt_chars: int = 500_000,
         max_time: float | None = None,
@@ -86,6 +90,7 @@ class RLM(dspy.Module):
         self.verbose = verbose
         self.sub_lm = sub_lm
         self.tools = normalize_tools(tools)
+        self.isolate_process = isolate_process
         self.sandbox_limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
         self.run_limits = RunLimits(max_time=max_time, max_tokens=max_tokens, max_cost=max_cost,
                                     max_consecutive_errors=max_consecutive_errors, on_limit=on_limit)

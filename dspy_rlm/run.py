@@ -20,7 +20,7 @@ from dspy_rlm.budget import CallBudget, UsageLedger
 from dspy_rlm.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
 from dspy_rlm.outputs import OutputError, parse_submission, termination_code
 from dspy_rlm.repl import CodeProblem, Step, extract_code, format_history, format_variables
-from dspy_rlm.sandbox import Sandbox
+from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
 from dspy_rlm.subqueries import SubQueries
 from dspy_rlm.tools import tool_function
 from dspy_rlm.tracing import set_outputs, span
@@ -56,7 +56,7 @@ class RLMRun:
             loop=loop, deadline=self.deadline,
         )
         self.steps: list[Step] = []
-        self.sandbox: Sandbox | None = None
+        self.sandbox: Sandbox | IsolatedSandbox | None = None
         self.best_answer: dict | None = None
         self.consecutive_errors = 0
 
@@ -66,7 +66,8 @@ class RLMRun:
         functions = dict(self.sub_queries.functions())
         for name, tool in self.rlm.tools.items():
             functions[name] = tool_function(tool, self._run_coroutine)
-        self.sandbox = Sandbox(
+        sandbox_type = IsolatedSandbox if self.rlm.isolate_process else Sandbox
+        self.sandbox = sandbox_type(
             self.inputs, functions, limits=self.rlm.sandbox_limits,
             setup_code=termination_code(list(self.rlm.signature.output_fields)),
             max_output_chars=self.rlm.max_output_chars,

@@ -4,7 +4,7 @@ Inputs and host function results reach the guest as JSON text (read there with
 `json.loads`), so they must be made of dict/list/str/int/float/bool/None first.
 `to_json_safe` does that without failing: what JSON has no form for becomes
 the closest JSON value, or its repr. The guest has its own copy of these rules
-for `_rlm_submit` (see guest.py).
+for `_rlm_submit` (see guest_module.py).
 """
 
 from __future__ import annotations

@@ -51,34 +51,27 @@ def run_probe(code: str, **options):
     return result, root
 
 
-def run_in_subprocess(codes: list[str], *, rlm: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_in_subprocess(codes: list[str], *, mode: str = "rlm", timeout: float = 180) -> subprocess.CompletedProcess:
     """Run probes in a fresh Python (so one that aborts the process can't take the tests with it).
 
-    The last stdout line is a JSON list, one report per probe: through `RLM` (answer and the
-    probe step), or with `rlm=False` straight through a `Sandbox` (output and error kind),
-    which starts much faster."""
+    The last stdout line is a JSON list, one report per probe: through `RLM` (mode "rlm", or
+    "isolated" with `isolate_process=True`: answer, probe step and error kind), or straight
+    through a `Sandbox` (mode "sandbox": output, error kind, and a later step), which starts faster."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    mode = "rlm" if rlm else "sandbox"
     return subprocess.run([sys.executable, str(Path(__file__).resolve()), mode], input=json.dumps(codes),
                           capture_output=True, text=True, timeout=timeout, cwd=root, env=env)
 
 
 def _report(code: str, mode: str) -> dict:
     if mode == "sandbox":
-        if "dspy_rlm" not in sys.modules:  # the sandbox layer alone: skip the package's DSPy imports
-            import types
-
-            package = types.ModuleType("dspy_rlm")
-            package.__path__ = [str(Path(__file__).resolve().parents[2] / "dspy_rlm")]
-            sys.modules["dspy_rlm"] = package
-        from dspy_rlm.sandbox import Sandbox, SandboxLimits
+        from dspy_rlm.sandbox import Sandbox, SandboxLimits  # the sandbox layer alone: no DSPy import
 
         limits = SandboxLimits(step_timeout_s=OPTIONS["step_timeout"], memory_bytes=OPTIONS["max_memory_mb"] << 20)
         with Sandbox({"context": CONTEXT}, limits=limits) as sandbox:
             step = sandbox.run(code)
             return {"output": step.observation, "error": step.error_kind, "after": sandbox.run("print(len(context))").stdout}
-    result, _ = run_probe(code)
+    result, _ = run_probe(code, isolate_process=mode == "isolated")
     probe = result.trajectory[1]
     return {"answer": result.answer, "output": probe["output"], "error": probe["error"]}
 

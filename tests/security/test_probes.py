@@ -66,13 +66,23 @@ def test_recursion_through_c_code_is_stopped_before_it_can_abort_the_host():
 @pytest.mark.parametrize("probe", [
     pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=(
         "pyeryx 0.11: C recursion over deeply nested data overflows the wasm runtime's native stack and aborts "
-        "the host process; not blockable from the guest or the host without process isolation")))
+        "the host process; not blockable from the guest or the host without process isolation (see below)")))
     for p in CRASHERS], ids=[p.name for p in CRASHERS])
 def test_deeply_nested_data_walked_by_c_code(probe):
-    finished = run_in_subprocess([probe.code], rlm=False)
+    finished = run_in_subprocess([probe.code], mode="sandbox")
     assert finished.returncode == 0, f"the host process died ({finished.returncode}): {finished.stderr[-300:]}"
     report = json.loads(finished.stdout.strip().splitlines()[-1])[0]
     assert re.search(probe.expect, report["output"]) and report["after"].strip() == str(len(CONTEXT))
+
+
+def test_process_isolation_turns_those_aborts_into_a_crash_the_call_recovers_from():
+    finished = run_in_subprocess([probe.code for probe in CRASHERS], mode="isolated")
+    assert finished.returncode == 0, f"the host process died ({finished.returncode}): {finished.stderr[-500:]}"
+    reports = json.loads(finished.stdout.strip().splitlines()[-1])
+    for probe, report in zip(CRASHERS, reports, strict=True):
+        assert report["error"] == "crash" and "SandboxCrash" in report["output"], (probe.name, report["output"])
+        assert "variables lost: marker" in report["output"], probe.name
+        assert report["answer"] == expected_answer(survives=False), probe.name  # inputs back, marker gone
 
 
 def test_the_suite_has_at_least_forty_probes():

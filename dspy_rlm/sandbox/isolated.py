@@ -1,0 +1,259 @@
+"""`IsolatedSandbox`: a `Sandbox` in a child process, so nothing the guest does can end this one.
+
+On pyeryx 0.11 a few kinds of guest code (C code walking data nested thousands
+deep: `repr`, `json.loads`, `eval`) overflow the wasm runtime's native stack, and
+the runtime aborts the whole process. Here that process is a worker
+(`dspy_rlm.sandbox.worker`): when it dies, the step reports a crash, a new
+worker starts with the same inputs, and the model is told which variables were
+lost. Host functions still run in this process, in the caller's context (so
+tracing spans nest as usual); the worker only sees their JSON arguments and
+results. The price is a process start per sandbox and a JSON hop per call.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import inspect
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dspy_rlm.sandbox import inputs as mount
+from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
+from dspy_rlm.sandbox.limits import SandboxLimits
+from dspy_rlm.sandbox.session import StepResult
+
+__all__ = ["IsolatedSandbox", "WorkerDied"]
+
+_START_TIMEOUT_S = 300.0  # a first start may build the factory cache (about 50 s)
+_MARGIN_S = 30.0  # past the step's own limit, before a silent worker is given up on
+_ERROR_TYPES = {"ValueError": ValueError, "TypeError": TypeError, "RuntimeError": RuntimeError}
+
+
+class WorkerDied(RuntimeError):
+    """The worker process ended (or stopped answering) before it replied."""
+
+
+class IsolatedSandbox:
+    """The `Sandbox` interface, with the guest in a child process. See the module docstring."""
+
+    def __init__(
+        self,
+        inputs: Mapping[str, Any],
+        functions: Mapping[str, Callable[..., Any]] = {},
+        *,
+        limits: SandboxLimits = SandboxLimits(),
+        setup_code: str = "",
+        max_output_chars: int = 10_000,
+    ) -> None:
+        mount.check_names(inputs, functions)
+        if max_output_chars <= 0:
+            raise ValueError(f"max_output_chars must be > 0, got {max_output_chars}")
+        self._inputs = {name: _portable(name, value) for name, value in inputs.items()}
+        self._functions = dict(functions)
+        self._init = {"functions": list(functions), "limits": limits.model_dump(), "setup_code": setup_code,
+                      "max_output_chars": max_output_chars}
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._variables: list[str] = []
+        self._context = contextvars.copy_context()
+        self._worker: _Worker | None = None
+        self._stop_worker: Callable[[], Any] = lambda: None
+        self._start()
+
+    def _start(self) -> None:
+        # The worker holds this object weakly, so a forgotten sandbox still stops its process.
+        self._worker = worker = _Worker(weakref.WeakMethod(self._call_host))
+        self._stop_worker = weakref.finalize(self, worker.stop)
+        try:
+            done = self._worker.request({**self._init, "inputs": self._inputs}, _START_TIMEOUT_S)
+        except WorkerDied as exc:
+            self.close()
+            raise RuntimeError(f"the sandbox worker process could not start: {exc}") from None
+        if "error" in done:
+            self.close()
+            raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+        self._variables = done["variables"]
+
+    @property
+    def variables(self) -> list[str]:
+        """Names of the model's variables after the last step."""
+        return list(self._variables)
+
+    def run(self, code: str, timeout_s: float | None = None) -> StepResult:
+        """Run one step (see `Sandbox.run`); a worker that dies is replaced, and the step says so."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        with self._lock:
+            if self._worker is None:
+                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+            self._context = contextvars.copy_context()
+            step_s = self._limits.step_timeout_s if timeout_s is None else min(timeout_s, self._limits.step_timeout_s)
+            started = time.perf_counter()
+            try:
+                done = self._worker.request({"op": "run", "code": code, "timeout_s": timeout_s},
+                                            step_s + _MARGIN_S)
+            except WorkerDied as exc:
+                return self._replace_worker(str(exc), started)
+            if "error" in done:
+                raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+            self._variables = done["variables"]
+            return StepResult(**done["result"])
+
+    def set_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Add or replace inputs in the running guest (see `Sandbox.set_inputs`)."""
+        if not inputs:
+            return
+        mount.check_names(inputs, {})
+        portable = {name: _portable(name, value) for name, value in inputs.items()}
+        with self._lock:
+            if self._worker is None:
+                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+            try:
+                done = self._worker.request({"op": "set_inputs", "inputs": portable},
+                                            self._limits.step_timeout_s + _MARGIN_S)
+            except WorkerDied as exc:
+                self._replace_worker(str(exc), time.perf_counter())
+                raise ValueError(f"the sandbox could not load the inputs {sorted(inputs)} ({exc}) and was "
+                                 "restarted with the previous inputs; the model's variables were lost") from None
+            if "error" in done:
+                raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+            self._inputs.update(portable)
+            self._variables = done["variables"]
+
+    def _replace_worker(self, why: str, started: float) -> StepResult:
+        lost = list(self._variables)
+        self._stop_worker()
+        try:
+            self._start()
+        except Exception as exc:
+            self.close()
+            raise RuntimeError(f"the sandbox could not be restarted after its process ended and is now closed: "
+                               f"{exc}") from exc
+        lost_text = f"variables lost: {', '.join(lost)}" if lost else "no variables were lost"
+        return StepResult(
+            error=f"SandboxCrash: the sandbox process ended abruptly ({why}); avoid data nested thousands deep",
+            error_kind="crash", restarted=True, lost_variables=lost,
+            notes=[f"sandbox restarted after a crash: {lost_text}"], seconds=time.perf_counter() - started,
+        )
+
+    def _call_host(self, name: str, args: list, kwargs: dict) -> dict[str, Any]:
+        """Run host function `name` for the worker, in a copy of the running step's context."""
+        import asyncio
+
+        try:
+            context = self._context.copy()
+            value = context.run(self._functions[name], *args, **kwargs)
+            if inspect.isawaitable(value):
+                value = context.run(asyncio.run, _awaited(value))
+            return {"value": to_json_safe(value)}
+        except Exception as exc:
+            return {"error": str(exc), "error_type": type(exc).__name__}
+
+    def close(self) -> None:
+        """Stop the worker process. Safe to call twice."""
+        self._worker = None
+        self._stop_worker()
+
+    def __enter__(self) -> IsolatedSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _portable(name: str, value: Any) -> Any:
+    """`value` as the worker receives it: str as is, anything else as the JSON it is mounted as."""
+    return value if isinstance(value, str) else json.loads(encode_input(name, value)[1])
+
+
+class _Worker:
+    """One child process and its pipe: requests wait for `done`; `call`s run on threads here."""
+
+    def __init__(self, call_host: weakref.WeakMethod) -> None:
+        self._call_host = call_host
+        self._done: queue.Queue = queue.Queue()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._write_lock = threading.Lock()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dspy_rlm.sandbox.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=_worker_environment(),
+        )
+        threading.Thread(target=self._read, name="rlm-isolated-reader", daemon=True).start()
+        threading.Thread(target=self._drain_stderr, name="rlm-isolated-stderr", daemon=True).start()
+
+    def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        self._send(message)
+        try:
+            done = self._done.get(timeout=timeout_s)
+        except queue.Empty:
+            raise WorkerDied(f"no answer within {timeout_s:g} s") from None
+        if done is None:
+            code = self.process.wait()
+            detail = " ".join(self._stderr_tail).strip()[-300:]
+            raise WorkerDied(f"exit code {code}" + (f": {detail}" if detail else ""))
+        return done
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        try:
+            with self._write_lock:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the reader sees the pipe close and reports it
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            message = json.loads(line)
+            if message["op"] == "call":
+                threading.Thread(target=self._answer, args=(message,), name="rlm-isolated-call", daemon=True).start()
+            else:
+                self._done.put(message)
+        self.process.stdout.close()
+        self._done.put(None)
+
+    def _answer(self, call: dict[str, Any]) -> None:
+        call_host = self._call_host()
+        answer = ({"error": "the sandbox was closed", "error_type": "RuntimeError"} if call_host is None
+                  else call_host(call["name"], call["args"], call["kwargs"]))
+        self._send({"op": "reply", "id": call["id"], **answer})
+
+    def _drain_stderr(self) -> None:
+        for line in self.process.stderr:
+            self._stderr_tail.append(line.decode("utf-8", "replace").strip())
+        self.process.stderr.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass  # the worker had already gone
+
+
+_ENVIRONMENT_KEPT = {"HOME", "PATH", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL", "SYSTEMROOT", "VIRTUAL_ENV"}
+
+
+def _worker_environment() -> dict[str, str]:
+    """What the worker needs of this environment, and nothing else (no API keys or tokens)."""
+    kept = {key: value for key, value in os.environ.items()
+            if key in _ENVIRONMENT_KEPT or key.startswith(("PYTHON", "DSPY_RLM_", "LD_", "XDG_"))}
+    # The folder holding `dspy_rlm` comes first, so the worker runs this very code.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    kept["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return kept

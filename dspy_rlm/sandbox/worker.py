@@ -1,0 +1,123 @@
+"""The child process of an `IsolatedSandbox`: one `Sandbox`, driven over a pipe.
+
+    python -m dspy_rlm.sandbox.worker
+
+Messages are JSON lines. The parent sends `init`, then `run` / `set_inputs`
+commands, and `reply` messages answering host-function calls; the child answers
+each command with one `done` message and sends a `call` message whenever guest
+code calls a host function (the function itself runs in the parent, so API keys
+never reach this process). If the runtime aborts this process, the parent sees
+the pipe close and starts a new one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any, BinaryIO, Callable
+
+from dspy_rlm.sandbox.limits import SandboxLimits
+from dspy_rlm.sandbox.session import Sandbox
+
+
+class Channel:
+    """Both directions of the pipe: commands in a queue, calls waiting for replies."""
+
+    def __init__(self, inbox: BinaryIO, outbox: BinaryIO, call_timeout_s: float) -> None:
+        self._outbox = outbox
+        self._write_lock = threading.Lock()
+        self._replies: dict[int, queue.Queue] = {}
+        self._next_id = 0
+        self._call_timeout_s = call_timeout_s
+        self.commands: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, args=(inbox,), name="rlm-worker-reader", daemon=True).start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        with self._write_lock:
+            self._outbox.write(data)
+            self._outbox.flush()
+
+    def _read(self, inbox: BinaryIO) -> None:
+        for line in inbox:
+            message = json.loads(line)
+            if message["op"] == "reply":
+                waiting = self._replies.pop(message["id"], None)
+                if waiting is not None:
+                    waiting.put(message)
+            else:
+                self.commands.put(message)
+        self.commands.put({"op": "close"})  # the parent is gone
+
+    def host_function(self, name: str) -> Callable[..., Any]:
+        """A stand-in for host function `name`: asks the parent to call it, waits for the answer."""
+        def call(*args: Any, **kwargs: Any) -> Any:
+            answer: queue.Queue = queue.Queue(maxsize=1)
+            with self._write_lock:
+                self._next_id += 1
+                call_id = self._next_id
+                self._replies[call_id] = answer
+            self.send({"op": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
+            try:
+                reply = answer.get(timeout=self._call_timeout_s)
+            except queue.Empty:
+                self._replies.pop(call_id, None)
+                raise TimeoutError(f"{name} did not answer within {self._call_timeout_s:g} s") from None
+            if "error" in reply:
+                raise host_error(reply["error_type"])(reply["error"])
+            return reply["value"]
+
+        call.__name__ = name
+        return call
+
+
+@functools.lru_cache(maxsize=64)
+def host_error(type_name: str) -> type[Exception]:
+    """An exception class named like the one the host function raised, which is what the
+    guest is shown (`Type: message`), as with an in-process sandbox."""
+    return type(type_name, (Exception,), {})
+
+
+def serve(channel: Channel, init: dict[str, Any]) -> None:
+    limits = SandboxLimits(**init["limits"])
+    functions = {name: channel.host_function(name) for name in init["functions"]}
+    try:
+        sandbox = Sandbox(init["inputs"], functions, limits=limits, setup_code=init["setup_code"],
+                          max_output_chars=init["max_output_chars"])
+    except Exception as exc:
+        channel.send({"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
+        return
+    channel.send({"op": "done", "variables": sandbox.variables})
+    while True:
+        command = channel.commands.get()
+        if command["op"] == "close":
+            sandbox.close()
+            return
+        try:
+            if command["op"] == "run":
+                result = asdict(sandbox.run(command["code"], timeout_s=command["timeout_s"]))
+                channel.send({"op": "done", "result": result, "variables": sandbox.variables})
+            elif command["op"] == "set_inputs":
+                sandbox.set_inputs(command["inputs"])
+                channel.send({"op": "done", "variables": sandbox.variables})
+        except Exception as exc:  # the parent raises it again, with the same type when it is a builtin
+            channel.send({"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
+
+
+def main() -> None:
+    # The protocol owns the real stdout; anything else printed here goes to stderr.
+    outbox = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inbox = sys.stdin.buffer
+    init = json.loads(inbox.readline())
+    channel = Channel(inbox, outbox, call_timeout_s=init["limits"]["callback_timeout_s"] + 5)
+    serve(channel, init)
+
+
+if __name__ == "__main__":
+    main()
