@@ -21,6 +21,7 @@ import threading
 from dataclasses import asdict
 from typing import Any, BinaryIO, Callable
 
+from dspy_rlm.sandbox.factory import load_factory
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.session import Sandbox
 
@@ -114,7 +115,11 @@ def main() -> None:
     outbox = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inbox = sys.stdin.buffer
-    init = json.loads(inbox.readline())
+    load_factory()  # before the first command: a spare worker waits fully warmed up
+    line = inbox.readline()
+    if not line:  # a spare worker its parent never used
+        return
+    init = json.loads(line)
     channel = Channel(inbox, outbox, call_timeout_s=init["limits"]["callback_timeout_s"] + 5)
     serve(channel, init)
 
