@@ -30,7 +30,7 @@ def store(tmp_path_factory):
 @pytest.fixture
 def fresh_experiment(store, request):
     """Each test reads back only its own traces."""
-    use_experiment(request.node.name[:60])
+    use_experiment(request.node.name[:40] + request.node.name[-20:])  # parametrized ids differ at the end
     tracing.set_span_value_limit(2000)
     yield
 
@@ -60,9 +60,11 @@ def _check_rlm_tree(trace):
     return lines
 
 
-def test_sync_call_nests_iterations_generation_execution_and_threaded_sub_queries(fresh_experiment):
+@pytest.mark.parametrize("isolate_process", [False, True], ids=["in-process", "isolated"])
+def test_sync_call_nests_iterations_generation_execution_and_threaded_sub_queries(fresh_experiment, isolate_process):
     with dspy.context(lm=steps(BATCH_STEP, "SUBMIT(answer=a)")):
-        assert RLM("context -> answer", sub_lm=echo_sub())(context="ctx").answer == "<one>"
+        rlm = RLM("context -> answer", sub_lm=echo_sub(), isolate_process=isolate_process)
+        assert rlm(context="ctx").answer == "<one>"
     trace = _one_trace()
     _check_rlm_tree(trace)
     execute = spans_named(trace, "rlm.execute_code")[0]

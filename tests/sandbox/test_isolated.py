@@ -121,3 +121,18 @@ def test_an_rlm_call_can_run_in_an_isolated_sandbox():
         result = RLM("context -> answer", isolate_process=True, sub_lm=sub)(context="abcdef")
     assert result.answer == "ABC|DEF"
     assert result.trajectory[0]["error"] is None
+
+
+def test_acall_and_concurrent_calls_each_get_their_own_worker():
+    import asyncio
+
+    async def call(context: str):
+        lm = steps("half = llm_query(context)", "SUBMIT(answer=half)")
+        sub = ScriptedLM(lambda request: {"response": request.field("prompt")[::-1]})
+        with dspy.context(lm=lm):
+            return await RLM("context -> answer", isolate_process=True, sub_lm=sub).acall(context=context)
+
+    async def both():
+        return await asyncio.gather(call("abc"), call("xyz"))
+
+    assert [r.answer for r in asyncio.run(both())] == ["cba", "zyx"]
