@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from dspy_rlm.outputs import termination_code
-from dspy_rlm.sandbox import Sandbox, SandboxLimits, StepResult
+from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxLimits, StepResult
 
 __all__ = ["EryxInterpreter"]
 
@@ -96,6 +96,7 @@ class EryxInterpreter:
         max_memory_mb: memory cap of the sandbox.
         max_output_chars: output kept per step (head and tail).
         callbacks: DSPy callbacks for the `on_interpreter_*` events of this instance.
+        isolate_process: run the sandbox in a worker process (`dspy_rlm.sandbox.IsolatedSandbox`).
     """
 
     execution_instructions: str = _describe(DEFAULT_STEP_TIMEOUT_S, DEFAULT_MEMORY_MB)
@@ -109,16 +110,18 @@ class EryxInterpreter:
         max_memory_mb: int = DEFAULT_MEMORY_MB,
         max_output_chars: int = DEFAULT_OUTPUT_CHARS,
         callbacks: list | None = None,
+        isolate_process: bool = False,
     ) -> None:
         self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
         self.output_fields = output_fields
         self.callbacks = list(callbacks or [])
         self.limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
         self.max_output_chars = max_output_chars
+        self.isolate_process = isolate_process  # the guest in a worker process: see IsolatedSandbox
         if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
             self.execution_instructions = _describe(step_timeout, max_memory_mb)
         self._lock = threading.RLock()
-        self._sandbox: Sandbox | None = None
+        self._sandbox: Sandbox | IsolatedSandbox | None = None
         self._closed = False
         self._mounted: dict[str, Any] = {}  # name -> the value now loaded in the guest
         self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
@@ -224,14 +227,14 @@ class EryxInterpreter:
         except (ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not load variables {sorted(changed)} into the sandbox: {exc}") from exc
 
-    def _build(self, inputs: dict[str, Any]) -> Sandbox:
+    def _build(self, inputs: dict[str, Any]) -> Sandbox | IsolatedSandbox:
         names = self._tool_names()
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}
         functions[_DISPATCH] = functools.partial(_dispatch, ref)
         outputs = self._output_names()
         try:
-            sandbox = Sandbox(
+            sandbox = (IsolatedSandbox if self.isolate_process else Sandbox)(
                 {name: _loadable(name, value) for name, value in inputs.items()},
                 functions,
                 limits=self.limits,

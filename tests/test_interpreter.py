@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
+import time
 
 import dspy
 import pytest
@@ -330,6 +333,31 @@ async def test_rlm_acall_on_eryx():
     with dspy.context(lm=lm):
         result = await rlm.acall(context="abc")
     assert result.answer == "sub"
+
+
+def test_rlm_on_an_isolated_eryx_interpreter_recovers_from_a_dead_worker():
+    factory = EryxInterpreter.factory(isolate_process=True)
+    made = []
+
+    def kill_worker() -> str:
+        os.kill(made[0]._sandbox._worker.process.pid, signal.SIGKILL)
+        time.sleep(5)  # the step never gets an answer
+        return "unreachable"
+
+    def tracked():
+        made.append(factory())
+        return made[-1]
+
+    lm = scripted("x = llm_query('p')", "kill_worker()", "SUBMIT(answer=f'{len(context)}:{x}')",
+                  "SUBMIT(answer=str(len(context)))")
+    rlm = dspy.RLM("context -> answer", max_iters=4, sub_lm=ScriptedLM(["sub"]), tools=[kill_worker],
+                   interpreter_factory=tracked)
+    with dspy.context(lm=lm):
+        result = rlm(context="abc")
+    assert "SandboxCrash" in result.trajectory[1]["output"]
+    assert "variables lost: x" in result.trajectory[1]["output"]
+    assert "NameError" in result.trajectory[2]["output"]  # x went with the worker; the inputs stayed
+    assert result.answer == "3"
 
 
 def test_rlm_concurrent_calls_in_threads():
