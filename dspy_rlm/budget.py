@@ -17,7 +17,7 @@ from dspy_rlm.limits import estimate_cost
 
 
 class BudgetExceeded(RuntimeError):
-    """The call's sub-LLM budget (`max_llm_calls`) cannot cover a request."""
+    """The call's sub-LLM budget (`max_llm_calls`, or its token or cost limit) cannot cover a request."""
 
 
 class CallBudget:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
@@ -53,7 +53,7 @@ class RLMRun:
         self.sub_queries = SubQueries(
             rlm.sub_query, rlm.sub_lm, self.budget, self.ledger,
             max_prompt_chars=rlm.max_prompt_chars, max_concurrency=rlm.max_concurrency,
-            loop=loop, deadline=self.deadline,
+            loop=loop, deadline=self.deadline, usage_limit=self._usage_limit_message,
         )
         self.steps: list[Step] = []
         self.sandbox: Sandbox | IsolatedSandbox | None = None
@@ -155,16 +155,33 @@ class RLMRun:
         limits = self.limits
         if self.deadline.passed:
             return "deadline"
-        # A usage summary prices every model, so it is only computed when a limit needs it.
-        usage = self.ledger.summary() if limits.max_tokens is not None or limits.max_cost is not None else {}
-        if limits.max_tokens is not None and usage["total_tokens"] >= limits.max_tokens:
-            return "tokens"
-        if limits.max_cost is not None and (usage["cost_usd"] or 0.0) >= limits.max_cost:
-            return "cost"
+        spent = self.usage_limit_reached()
+        if spent is not None:
+            return spent
         if limits.max_consecutive_errors is not None and self.consecutive_errors >= limits.max_consecutive_errors:
             return "consecutive_errors"
         if self.budget.refusals >= 2:  # the model was told once, and asked again
             return "sub_calls"
+        return None
+
+    def _usage_limit_message(self) -> str | None:
+        spent = self.usage_limit_reached()
+        if spent is None:
+            return None
+        limit = f"token limit (max_tokens={self.limits.max_tokens:,})" if spent == "tokens" else \
+            f"cost limit (max_cost=${self.limits.max_cost:g})"
+        return f"this call has reached its {limit}; no more sub-queries can be made"
+
+    def usage_limit_reached(self) -> Literal["tokens", "cost"] | None:
+        """The token or cost limit, if this call's usage has reached it (sub-queries check it too)."""
+        limits = self.limits
+        if limits.max_tokens is None and limits.max_cost is None:
+            return None  # a usage summary prices every model: only computed when a limit needs it
+        usage = self.ledger.summary()
+        if limits.max_tokens is not None and usage["total_tokens"] >= limits.max_tokens:
+            return "tokens"
+        if limits.max_cost is not None and (usage["cost_usd"] or 0.0) >= limits.max_cost:
+            return "cost"
         return None
 
     def finish(self) -> dspy.Prediction:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import dspy
 
-from dspy_rlm.budget import CallBudget, UsageLedger
+from dspy_rlm.budget import BudgetExceeded, CallBudget, UsageLedger
 from dspy_rlm.limits import Deadline, submit_daemon
 from dspy_rlm.repl import SubQueryRecord
 from dspy_rlm.tracing import set_outputs, span
@@ -40,6 +40,7 @@ class SubQueries:
         max_concurrency: int,
         loop: asyncio.AbstractEventLoop | None = None,
         deadline: Deadline | None = None,
+        usage_limit: Callable[[], str | None] = lambda: None,
     ):
         self.predictor = predictor
         self.lm = lm
@@ -49,6 +50,7 @@ class SubQueries:
         self.max_concurrency = max_concurrency
         self.loop = loop
         self.deadline = deadline or Deadline(None)
+        self.usage_limit = usage_limit  # why no more sub-model calls may start, or None
         self._records: list[SubQueryRecord] = []
         self._lock = threading.Lock()
 
@@ -133,6 +135,11 @@ class SubQueries:
     @contextlib.contextmanager
     def _recorded(self, prompt: str) -> Iterator[list[str]]:
         """Span, usage, LM override and trajectory record around one sub-model call."""
+        # Checked per call, so a step's sub-queries stop at the token or cost limit, not after the
+        # step; calls already in flight (a batch) may still finish over it.
+        refusal = self.usage_limit()
+        if refusal is not None:
+            raise BudgetExceeded(refusal)
         started, answer, error = time.perf_counter(), [], None
         try:
             with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():

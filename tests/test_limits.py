@@ -46,6 +46,17 @@ def test_token_limit_returns_the_best_answer_known_so_far():
     assert len(result.trajectory) == 1
 
 
+def test_no_sub_query_starts_once_the_token_limit_is_reached_even_mid_step():
+    lm = steps("answers = [llm_query(f'q{i}') for i in range(5)]",
+               "print(llm_query_batched(['a', 'b']))", "print('more')")
+    sub = ScriptedLM(lambda request: {"response": "ok"})
+    with dspy.context(lm=lm):
+        result = RLM("context -> answer", max_tokens=1, on_limit="return", sub_lm=sub)(context="x")
+    assert result.limit == "tokens"
+    assert result.usage["sub_calls"] == 0  # the root call alone reached the limit
+    assert "BudgetExceeded: this call has reached its token limit (max_tokens=1)" in result.trajectory[0]["output"]
+
+
 def test_cost_limit_uses_the_models_published_prices():
     lm = looping_model(model="openai/gpt-4o-mini")
     with dspy.context(lm=lm):
