@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--size", type=_context_size, default=2**13, help="context size in characters (default 8192)")
     soak.add_argument("--keep-history", action="store_true",
                       help="keep DSPy's call history and trace on (DSPy caps each at 10,000 entries)")
+    soak.add_argument("--isolate-process", action="store_true",
+                      help="run every sandbox in a worker process (RLM(isolate_process=True))")
     soak.add_argument("--out", default="bench_results", help="folder for soak.json")
     return parser
 
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_rlm.soak import run_soak
 
         calls, threads, per_thread = (60, 4, 15) if args.quick else (args.calls, args.threads, args.per_thread)
-        figures = run_soak(calls, threads, per_thread, size=args.size, keep_history=args.keep_history, out=args.out)
+        figures = run_soak(calls, threads, per_thread, size=args.size, keep_history=args.keep_history,
+                           isolate_process=args.isolate_process, out=args.out)
         return 0 if figures["passed"] else 1
     return 0
 

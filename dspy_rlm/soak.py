@@ -46,6 +46,7 @@ RSS_BOUND_MIB_PER_100 = 5.0
 WARMUP_CALLS = 20
 # Native runtimes park idle helper threads before ending them (tokio's blocking pool: 10 s).
 GRACE_SECONDS = 15.0
+COUNTED = ("threads", "os_threads", "fds", "sandboxes", "input_folders", "child_processes")
 WARMUP_SEED = 1_000_000  # task seeds of the uncounted warm-up calls, apart from the counted ones
 
 
@@ -58,6 +59,7 @@ class Census:
     fds: int
     sandboxes: int
     input_folders: int
+    child_processes: int  # sandbox worker processes (isolate_process), the spare included
     rss_mib: float
     thread_names: dict[str, int] = field(default_factory=dict)  # OS thread names (Linux), to name a leak
 
@@ -80,12 +82,11 @@ class Phase:
     def leaks(self) -> dict[str, int]:
         """Growth of each count over the phase (0 everywhere means nothing leaked)."""
         assert self.before is not None and self.after is not None
-        return {key: getattr(self.after, key) - getattr(self.before, key)
-                for key in ("threads", "os_threads", "fds", "sandboxes", "input_folders")}
+        return {key: getattr(self.after, key) - getattr(self.before, key) for key in COUNTED}
 
 
 def census(folder: Path) -> Census:
-    from dspy_rlm.sandbox import Sandbox
+    from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
 
     process = psutil.Process()
     return Census(
@@ -94,8 +95,9 @@ def census(folder: Path) -> Census:
         threads=sum(1 for t in threading.enumerate() if not isinstance(t, threading._DummyThread)),
         os_threads=process.num_threads(),
         fds=process.num_fds(),
-        sandboxes=sum(1 for o in gc.get_objects() if isinstance(o, Sandbox)),
+        sandboxes=sum(1 for o in gc.get_objects() if isinstance(o, (Sandbox, IsolatedSandbox))),
         input_folders=len(list(folder.glob("dspy-rlm-inputs-*"))),
+        child_processes=len(process.children()),
         rss_mib=round(process.memory_info().rss / 2**20, 1),
         thread_names=_thread_names(),
     )
@@ -116,8 +118,7 @@ def settled_census(folder: Path, baseline: Census, grace: float = GRACE_SECONDS)
     while True:
         gc.collect()
         now = census(folder)
-        settled = all(getattr(now, key) <= getattr(baseline, key)
-                      for key in ("threads", "os_threads", "fds", "sandboxes", "input_folders"))
+        settled = all(getattr(now, key) <= getattr(baseline, key) for key in COUNTED)
         if settled or time.monotonic() >= deadline:
             return now
         time.sleep(0.2)
@@ -142,7 +143,7 @@ class Caller:
     """One RLM shared by every call (root and sub-model: the configured LM); a fresh
     simulated LM per call, because a simulated LM keeps every request it answers."""
 
-    def __init__(self, size: int, keep_history: bool):
+    def __init__(self, size: int, keep_history: bool, isolate_process: bool = False):
         import programs.families  # noqa: F401  (registers the worlds)
         from dspy_rlm.rlm import RLM
         from programs.families import get_family
@@ -150,7 +151,7 @@ class Caller:
         self.family = get_family(FAMILY)
         self.size = size
         self.keep_history = keep_history
-        self.rlm = RLM(self.family.signature, max_iters=8, step_timeout=60)
+        self.rlm = RLM(self.family.signature, max_iters=8, step_timeout=60, isolate_process=isolate_process)
 
     def __call__(self, index: int) -> bool:
         """Run call `index` (its task seed); True if the answer is correct."""
@@ -205,7 +206,8 @@ def run_phase(phase: Phase, caller: Caller, folder: Path, start: int, advance: C
 
 
 def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size: int = 2**13,
-             keep_history: bool = False, out: str | Path | None = "bench_results", progress: bool = True) -> dict:
+             keep_history: bool = False, isolate_process: bool = False, out: str | Path | None = "bench_results",
+             progress: bool = True) -> dict:
     """Run both phases; print a table; save `soak.json` in `out` (None: don't save). Returns the figures."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -215,7 +217,7 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
     folder = Path(tempfile.mkdtemp(prefix="dspy-rlm-soak-"))
     tempfile.tempdir = str(folder)  # every Sandbox makes its inputs folder here
     try:
-        caller = Caller(size, keep_history)
+        caller = Caller(size, keep_history, isolate_process)
         # Warm-up, not counted: loads the factory and imports, and brings the runtimes' thread
         # pools to their working size for this concurrency, so the baseline is not taken cold.
         caller(0)
@@ -234,7 +236,7 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
         leftovers = list(folder.glob("dspy-rlm-inputs-*"))
         if not leftovers:
             folder.rmdir()
-    figures = _figures(phases, size, keep_history)
+    figures = _figures(phases, size, keep_history, isolate_process)
     _print(console, figures)
     if out is not None:
         path = Path(out)
@@ -244,11 +246,12 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
     return figures
 
 
-def _figures(phases: list[Phase], size: int, keep_history: bool) -> dict[str, Any]:
+def _figures(phases: list[Phase], size: int, keep_history: bool, isolate_process: bool) -> dict[str, Any]:
     return {
         "model": "simulated (dspy_rlm.simulated.SimulatedLM, not a real language model)",
         "task": f"{FAMILY}, {size:,}-character contexts, strategies {', '.join(STRATEGIES)}",
         "dspy_history": keep_history,
+        "isolate_process": isolate_process,  # RSS is then this process's alone, not the workers'
         "rss_bound_mib_per_100_calls": RSS_BOUND_MIB_PER_100,
         "warmup_calls": WARMUP_CALLS,
         "phases": [{**{k: v for k, v in asdict(p).items() if k not in ("rss", "errors")},
@@ -286,6 +289,7 @@ def _print(console: Any, figures: dict[str, Any]) -> None:
     row("open file descriptors", change("fds"))
     row("live Sandbox objects", change("sandboxes"))
     row("dspy-rlm-inputs-* folders", change("input_folders"))
+    row("child processes", change("child_processes"))
     console.print(table)
     verdict = "[green]passed[/green]" if figures["passed"] else "[red]FAILED[/red]"
     console.print(f"{verdict}: no failures, no wrong answers, no leaks, RSS slope below "

@@ -20,6 +20,15 @@ def test_a_short_soak_is_correct_and_leaks_nothing(tmp_path):
     assert saved["model"].startswith("simulated") and len(saved["phases"][0]["rss_samples"]) == 30
 
 
+def test_a_soak_with_isolated_sandboxes_leaves_no_worker_behind(tmp_path):
+    figures = run_soak(calls=10, threads=2, per_thread=5, isolate_process=True, out=tmp_path, progress=False)
+    assert figures["isolate_process"]
+    for phase in figures["phases"]:
+        assert phase["failures"] == 0 and phase["wrong"] == 0, phase["errors"]
+        assert phase["before"]["child_processes"] >= 1  # the spare worker, started in the warm-up
+        assert all(growth <= 0 for growth in phase["leaks"].values()), phase["leaks"]
+
+
 def test_the_slope_is_a_least_squares_fit_after_the_warm_up():
     points = [(i, 100.0 + (50.0 if i <= 20 else 0.0) + 0.02 * i) for i in range(1, 201)]
     assert slope_per_100(points, skip=20) == 2.0
@@ -27,5 +36,6 @@ def test_the_slope_is_a_least_squares_fit_after_the_warm_up():
 
 
 def test_the_soak_command_takes_the_documented_options():
-    args = build_parser().parse_args(["soak", "--calls", "500", "--threads", "8", "--per-thread", "100", "--quick"])
-    assert (args.calls, args.threads, args.per_thread, args.quick) == (500, 8, 100, True)
+    args = build_parser().parse_args(["soak", "--calls", "500", "--threads", "8", "--per-thread", "100", "--quick",
+                                      "--isolate-process"])
+    assert (args.calls, args.threads, args.per_thread, args.quick, args.isolate_process) == (500, 8, 100, True, True)
