@@ -3,9 +3,9 @@
     .venv/bin/python scripts/bench_isolation.py [--calls 7]
 
 Each call is 3 scripted steps over a 1 MB context (the LM is scripted, zero latency, so
-this is sandbox cost only). "cold" stops the spare worker before each call, so every
-call waits for a process to start; "warm" is calls one after another, each finding the
-spare started in the background after the previous one. Prints a table and saves
+this is sandbox cost only). "cold" stops the idle workers before each call, so every
+call waits for a process to start; "warm" is calls one after another, each reusing the
+worker an earlier call left idle. Prints a table and saves
 bench_results/isolation.json.
 """
 
@@ -45,8 +45,7 @@ def one_call(isolate: bool) -> float:
 
 
 def cold_call() -> float:
-    isolated._stop_spare()
-    isolated._spare = None
+    isolated._stop_idle_workers()
     return one_call(True)
 
 

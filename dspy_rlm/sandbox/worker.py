@@ -1,13 +1,14 @@
-"""The child process of an `IsolatedSandbox`: one `Sandbox`, driven over a pipe.
+"""The child process of an `IsolatedSandbox`: sandboxes, one at a time, driven over a pipe.
 
     python -m dspy_rlm.sandbox.worker
 
 Messages are JSON lines. The parent sends `init`, then `run` / `set_inputs`
-commands, and `reply` messages answering host-function calls; the child answers
-each command with one `done` message and sends a `call` message whenever guest
-code calls a host function (the function itself runs in the parent, so API keys
-never reach this process). If the runtime aborts this process, the parent sees
-the pipe close and starts a new one.
+commands and finally `close`; the worker answers each with one `done` message, then
+waits for the next `init` (the parent keeps a few idle workers). Whenever guest code
+calls a host function, the worker sends a `call` message and waits for the parent's
+`reply`: the function itself runs in the parent, so API keys never reach this
+process. If the runtime aborts this process, the parent sees the pipe close and
+starts another.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from dspy_rlm.sandbox.session import Sandbox
 class Channel:
     """Both directions of the pipe: commands in a queue, calls waiting for replies."""
 
-    def __init__(self, inbox: BinaryIO, outbox: BinaryIO, call_timeout_s: float) -> None:
+    def __init__(self, inbox: BinaryIO, outbox: BinaryIO) -> None:
         self._outbox = outbox
         self._write_lock = threading.Lock()
         self._replies: dict[int, queue.Queue] = {}
         self._next_id = 0
-        self._call_timeout_s = call_timeout_s
+        self.call_timeout_s = 600.0  # set per sandbox, from its limits
         self.commands: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, args=(inbox,), name="rlm-worker-reader", daemon=True).start()
 
@@ -53,7 +54,7 @@ class Channel:
                     waiting.put(message)
             else:
                 self.commands.put(message)
-        self.commands.put({"op": "close"})  # the parent is gone
+        self.commands.put({"op": "exit"})  # the parent is gone
 
     def host_function(self, name: str) -> Callable[..., Any]:
         """A stand-in for host function `name`: asks the parent to call it, waits for the answer."""
@@ -65,10 +66,10 @@ class Channel:
                 self._replies[call_id] = answer
             self.send({"op": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
             try:
-                reply = answer.get(timeout=self._call_timeout_s)
+                reply = answer.get(timeout=self.call_timeout_s)
             except queue.Empty:
                 self._replies.pop(call_id, None)
-                raise TimeoutError(f"{name} did not answer within {self._call_timeout_s:g} s") from None
+                raise TimeoutError(f"{name} did not answer within {self.call_timeout_s:g} s") from None
             if "error" in reply:
                 raise host_error(reply["error_type"])(reply["error"])
             return reply["value"]
@@ -84,21 +85,23 @@ def host_error(type_name: str) -> type[Exception]:
     return type(type_name, (Exception,), {})
 
 
-def serve(channel: Channel, init: dict[str, Any]) -> None:
-    limits = SandboxLimits(**init["limits"])
+def serve(channel: Channel, init: dict[str, Any]) -> bool:
+    """One sandbox, from `init` until `close`; False when the parent has gone."""
+    channel.call_timeout_s = init["limits"]["callback_timeout_s"] + 5
     functions = {name: channel.host_function(name) for name in init["functions"]}
     try:
-        sandbox = Sandbox(init["inputs"], functions, limits=limits, setup_code=init["setup_code"],
-                          max_output_chars=init["max_output_chars"])
+        sandbox = Sandbox(init["inputs"], functions, limits=SandboxLimits(**init["limits"]),
+                          setup_code=init["setup_code"], max_output_chars=init["max_output_chars"])
     except Exception as exc:
-        channel.send({"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
-        return
+        channel.send(_failure(exc))
+        return True
     channel.send({"op": "done", "variables": sandbox.variables})
     while True:
         command = channel.commands.get()
-        if command["op"] == "close":
+        if command["op"] in ("close", "exit"):
             sandbox.close()
-            return
+            channel.send({"op": "done"})
+            return command["op"] == "close"
         try:
             if command["op"] == "run":
                 result = asdict(sandbox.run(command["code"], timeout_s=command["timeout_s"]))
@@ -106,22 +109,30 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
             elif command["op"] == "set_inputs":
                 sandbox.set_inputs(command["inputs"])
                 channel.send({"op": "done", "variables": sandbox.variables})
-        except Exception as exc:  # the parent raises it again, with the same type when it is a builtin
-            channel.send({"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__})
+        except Exception as exc:
+            channel.send(_failure(exc))
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    # The parent raises it again, with the same type when it is a builtin one.
+    return {"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
 
 
 def main() -> None:
     # The protocol owns the real stdout; anything else printed here goes to stderr.
     outbox = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    inbox = sys.stdin.buffer
     load_factory()  # before the first command: a spare worker waits fully warmed up
-    line = inbox.readline()
-    if not line:  # a spare worker its parent never used
-        return
-    init = json.loads(line)
-    channel = Channel(inbox, outbox, call_timeout_s=init["limits"]["callback_timeout_s"] + 5)
-    serve(channel, init)
+    channel = Channel(sys.stdin.buffer, outbox)
+    # One sandbox after another: a closed sandbox's worker is kept for the next one.
+    while True:
+        command = channel.commands.get()
+        if command["op"] == "exit":
+            return
+        if command["op"] == "close":  # no sandbox is open: its init failed
+            channel.send({"op": "done"})
+        elif command["op"] == "init" and not serve(channel, command):
+            return
 
 
 if __name__ == "__main__":

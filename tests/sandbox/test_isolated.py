@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from dspy_rlm import RLM, ScriptedLM
 from dspy_rlm.sandbox import IsolatedSandbox, SandboxLimits
+from dspy_rlm.sandbox import isolated as isolated_module
 from tests.helpers import steps
 
 pytestmark = pytest.mark.usefixtures("eryx_factory")
@@ -93,13 +94,21 @@ def test_the_worker_gets_no_secrets_from_the_environment(isolated, monkeypatch):
     assert b"sk-isolated-secret" not in environment and b"PATH=" in environment
 
 
-def test_closing_or_dropping_a_sandbox_ends_its_worker(isolated):
-    closed = isolated({"context": "x"})
-    process = closed._worker.process
-    closed.close()
-    assert process.poll() is not None
+def test_a_closed_sandboxs_worker_serves_the_next_sandbox_with_nothing_left_over(isolated):
+    first = isolated({"context": "first"})
+    first.run("secret = 42")
+    process = first._worker.process
+    first.close()
     with pytest.raises(RuntimeError, match="closed"):
-        closed.run("1")
+        first.run("1")
+    assert process.poll() is None and len(isolated_module._idle) <= isolated_module.IDLE_WORKERS
+    later = [isolated({"context": "second"}) for _ in range(isolated_module.IDLE_WORKERS)]
+    assert process in [sandbox._worker.process for sandbox in later]  # reused, not restarted
+    for sandbox in later:
+        assert sandbox.run("print(context, 'secret' in globals())").stdout == "second False\n"
+
+
+def test_dropping_a_sandbox_ends_its_worker():
     dropped = IsolatedSandbox({"context": "x"})
     process = dropped._worker.process
     del dropped
