@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dspy_rlm.sandbox import Sandbox
+from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
 
 # litellm fetches its cost map from the network when first imported unless told not to; offline that stalls.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -21,16 +21,26 @@ def eryx_factory():
     return load_factory()
 
 
-@pytest.fixture
-def make():
-    """Build Sandboxes that are closed after the test."""
+def _built(sandbox_type):
     made = []
 
     def build(inputs=None, functions=None, **kwargs):
-        sb = Sandbox(inputs or {}, functions or {}, **kwargs)
-        made.append(sb)
-        return sb
+        sandbox = sandbox_type(inputs or {}, functions or {}, **kwargs)
+        made.append(sandbox)
+        return sandbox
 
     yield build
-    for sb in made:
-        sb.close()
+    for sandbox in made:
+        sandbox.close()
+
+
+@pytest.fixture
+def make():
+    """Build Sandboxes that are closed after the test."""
+    yield from _built(Sandbox)
+
+
+@pytest.fixture
+def make_isolated():
+    """Build IsolatedSandboxes (the guest in a worker process) that are closed after the test."""
+    yield from _built(IsolatedSandbox)

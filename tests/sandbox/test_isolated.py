@@ -24,28 +24,14 @@ class Point(BaseModel):
     y: int
 
 
-@pytest.fixture
-def isolated():
-    made = []
-
-    def build(inputs=None, functions=None, **kwargs):
-        sandbox = IsolatedSandbox(inputs or {}, functions or {}, **kwargs)
-        made.append(sandbox)
-        return sandbox
-
-    yield build
-    for sandbox in made:
-        sandbox.close()
-
-
-def test_inputs_variables_and_host_functions_work_as_in_process(isolated):
+def test_inputs_variables_and_host_functions_work_as_in_process(make_isolated):
     calls = []
 
     def shout(text: str) -> str:
         calls.append(os.getpid())
         return text.upper()
 
-    sandbox = isolated({"context": "hello", "point": Point(x=1, y=2)}, {"shout": shout})
+    sandbox = make_isolated({"context": "hello", "point": Point(x=1, y=2)}, {"shout": shout})
     first = sandbox.run("loud = shout(context)\nprint(loud, point['y'])")
     assert first.stdout == "HELLO 2\n" and first.error is None
     assert sandbox.variables == ["loud"]
@@ -53,23 +39,23 @@ def test_inputs_variables_and_host_functions_work_as_in_process(isolated):
     assert calls == [os.getpid()]  # the function ran here, not in the worker
 
 
-def test_host_function_errors_read_as_they_do_in_process(isolated):
+def test_host_function_errors_read_as_they_do_in_process(make_isolated):
     def refuse() -> None:
         raise ValueError("not today")
 
-    result = isolated({}, {"refuse": refuse}).run("refuse()")
+    result = make_isolated({}, {"refuse": refuse}).run("refuse()")
     assert result.error_kind == "exception"
     assert "ValueError: not today" in result.error
 
 
-def test_a_worker_that_dies_mid_step_is_replaced_and_the_step_says_what_was_lost(isolated):
+def test_a_worker_that_dies_mid_step_is_replaced_and_the_step_says_what_was_lost(make_isolated):
     holder = {}
 
     def kill_worker() -> None:
         os.kill(holder["sandbox"]._worker.process.pid, signal.SIGKILL)
         time.sleep(5)  # the step never gets an answer
 
-    sandbox = holder["sandbox"] = isolated({"context": "abc"}, {"kill_worker": kill_worker})
+    sandbox = holder["sandbox"] = make_isolated({"context": "abc"}, {"kill_worker": kill_worker})
     sandbox.run("kept = 1")
     died = sandbox.run("kill_worker()")
     assert died.error_kind == "crash" and died.restarted
@@ -79,30 +65,31 @@ def test_a_worker_that_dies_mid_step_is_replaced_and_the_step_says_what_was_lost
     assert after.stdout == "3 False\n"  # inputs re-mounted, variables gone
 
 
-def test_step_timeouts_and_new_inputs_reach_the_worker(isolated):
-    sandbox = isolated({"context": "abc"}, limits=SandboxLimits(step_timeout_s=1.0))
+def test_step_timeouts_and_new_inputs_reach_the_worker(make_isolated):
+    sandbox = make_isolated({"context": "abc"}, limits=SandboxLimits(step_timeout_s=1.0))
     assert sandbox.run("while True: pass").error_kind == "timeout"
     sandbox.set_inputs({"extra": [1, 2, 3]})
     assert sandbox.run("print(sum(extra), context)").stdout == "6 abc\n"
 
 
-def test_the_worker_gets_no_secrets_from_the_environment(isolated, monkeypatch):
+def test_the_worker_gets_no_secrets_from_the_environment(make_isolated, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-isolated-secret")
-    sandbox = isolated({"context": "x"})
+    isolated_module._stop_idle_workers()  # so the worker starts now, with the key in our environment
+    sandbox = make_isolated({"context": "x"})
     with open(f"/proc/{sandbox._worker.process.pid}/environ", "rb") as file:
         environment = file.read()
     assert b"sk-isolated-secret" not in environment and b"PATH=" in environment
 
 
-def test_a_closed_sandboxs_worker_serves_the_next_sandbox_with_nothing_left_over(isolated):
-    first = isolated({"context": "first"})
+def test_a_closed_sandboxs_worker_serves_the_next_sandbox_with_nothing_left_over(make_isolated):
+    first = make_isolated({"context": "first"})
     first.run("secret = 42")
     process = first._worker.process
     first.close()
     with pytest.raises(RuntimeError, match="closed"):
         first.run("1")
     assert process.poll() is None and len(isolated_module._idle) <= isolated_module.IDLE_WORKERS
-    later = [isolated({"context": "second"}) for _ in range(isolated_module.IDLE_WORKERS)]
+    later = [make_isolated({"context": "second"}) for _ in range(isolated_module.IDLE_WORKERS)]
     assert process in [sandbox._worker.process for sandbox in later]  # reused, not restarted
     for sandbox in later:
         assert sandbox.run("print(context, 'secret' in globals())").stdout == "second False\n"
