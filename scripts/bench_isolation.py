@@ -26,15 +26,15 @@ import dspy  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from dspy_rlm import RLM  # noqa: E402
+from dspy_rlm import RLM, ScriptedLM  # noqa: E402
 from dspy_rlm.sandbox import isolated  # noqa: E402
-from tests.helpers import steps  # noqa: E402
 
 CONTEXT = "lorem ipsum " * 90_000
 
 
 def one_call(isolate: bool) -> float:
-    lm = steps("n = len(context)", "print(n)", "SUBMIT(answer=str(n))")
+    lm = ScriptedLM([{"reasoning": "next", "code": f"```python\n{code}\n```"}
+                     for code in ("n = len(context)", "print(n)", "SUBMIT(answer=str(n))")])
     started = time.perf_counter()
     with dspy.context(lm=lm):
         result = RLM("context -> answer", isolate_process=isolate)(context=CONTEXT)
