@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextvars
-import inspect
 import json
 import os
 import queue
@@ -30,7 +29,7 @@ from typing import Any
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
-from dspy_rlm.sandbox.session import StepResult
+from dspy_rlm.sandbox.session import StepResult, call_host_function
 
 __all__ = ["IsolatedSandbox", "WorkerDied"]
 
@@ -55,9 +54,7 @@ class IsolatedSandbox:
         setup_code: str = "",
         max_output_chars: int = 10_000,
     ) -> None:
-        mount.check_names(inputs, functions)
-        if max_output_chars <= 0:
-            raise ValueError(f"max_output_chars must be > 0, got {max_output_chars}")
+        mount.check_names(inputs, functions)  # before the inputs are converted; the rest the worker checks
         self._inputs = {name: _portable(name, value) for name, value in inputs.items()}
         self._functions = dict(functions)
         self._init = {"functions": list(functions), "limits": limits.model_dump(), "setup_code": setup_code,
@@ -81,7 +78,7 @@ class IsolatedSandbox:
             raise RuntimeError(f"the sandbox worker process could not start: {exc}") from None
         if "error" in done:
             self.close()
-            raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+            raise _failure(done)
         self._variables = done["variables"]
 
     @property
@@ -105,7 +102,7 @@ class IsolatedSandbox:
             except WorkerDied as exc:
                 return self._replace_worker(str(exc), started)
             if "error" in done:
-                raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+                raise _failure(done)
             self._variables = done["variables"]
             return StepResult(**done["result"])
 
@@ -126,7 +123,7 @@ class IsolatedSandbox:
                 raise ValueError(f"the sandbox could not load the inputs {sorted(inputs)} ({exc}) and was "
                                  "restarted with the previous inputs; the model's variables were lost") from None
             if "error" in done:
-                raise _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"].split(": ", 1)[-1])
+                raise _failure(done)
             self._inputs.update(portable)
             self._variables = done["variables"]
 
@@ -148,14 +145,8 @@ class IsolatedSandbox:
 
     def _call_host(self, name: str, args: list, kwargs: dict) -> dict[str, Any]:
         """Run host function `name` for the worker, in a copy of the running step's context."""
-        import asyncio
-
         try:
-            context = self._context.copy()
-            value = context.run(self._functions[name], *args, **kwargs)
-            if inspect.isawaitable(value):
-                value = context.run(asyncio.run, _awaited(value))
-            return {"value": to_json_safe(value)}
+            return {"value": to_json_safe(call_host_function(self._functions[name], self._context, args, kwargs))}
         except Exception as exc:
             return {"error": str(exc), "error_type": type(exc).__name__}
 
@@ -172,8 +163,9 @@ class IsolatedSandbox:
         self.close()
 
 
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
+def _failure(done: dict[str, Any]) -> Exception:
+    """The worker's error as the exception the in-process Sandbox would raise (builtin types kept)."""
+    return _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"])
 
 
 def _portable(name: str, value: Any) -> Any:

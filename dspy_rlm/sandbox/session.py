@@ -91,6 +91,16 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
+def call_host_function(fn: Callable[..., Any], context: contextvars.Context, args: list, kwargs: dict) -> Any:
+    """Call `fn` in a copy of `context` (calls may overlap, and a Context can't be entered by
+    two threads at once); an async host function is run to completion on this thread."""
+    context = context.copy()
+    value = context.run(fn, *args, **kwargs)
+    if inspect.isawaitable(value):
+        value = context.run(asyncio.run, _awaited(value))
+    return value
+
+
 def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callable[[str], Any]:
     def callback(payload: str) -> Any:
         step = shared.step
@@ -102,11 +112,7 @@ def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callab
             raise eryx.SuspendCallback(f"step time limit reached before calling {name}")
         try:
             args, kwargs = json.loads(payload)
-            # A Context can't be entered by two threads at once; calls may overlap.
-            context = step.context.copy()
-            value = context.run(fn, *args, **kwargs)
-            if inspect.isawaitable(value):  # an async host function: run it on this worker thread
-                value = context.run(asyncio.run, _awaited(value))
+            value = call_host_function(fn, step.context, args, kwargs)
             # JSON text, not a value: eryx's conversion would sort dict keys.
             return json.dumps(to_json_safe(value), ensure_ascii=False)
         except Exception as exc:  # never let a host traceback (paths, source) reach the guest

@@ -115,7 +115,7 @@ def serve(channel: Channel, init: dict[str, Any]) -> bool:
 
 def _failure(exc: Exception) -> dict[str, Any]:
     # The parent raises it again, with the same type when it is a builtin one.
-    return {"op": "done", "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
+    return {"op": "done", "error": str(exc), "error_type": type(exc).__name__}
 
 
 def main() -> None:
