@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any
 # Public names and their modules, imported on first use (PEP 562), so the sandbox
 # layer (`dspy_rlm.sandbox`, which knows nothing of DSPy) loads without DSPy.
 _EXPORTS = {
-    "RLM": "dspy_rlm.rlm",
-    "EryxInterpreter": "dspy_rlm.interpreter",
-    "ScriptedLM": "dspy_rlm.scripted",
-    "ScriptedRequest": "dspy_rlm.scripted",
-    "ScriptExhausted": "dspy_rlm.scripted",
-    "SimulatedLM": "dspy_rlm.simulated",
+    "RLM": "dspy_rlm.core.rlm",
+    "EryxInterpreter": "dspy_rlm.core.interpreter",
+    "ScriptedLM": "dspy_rlm.lms.scripted",
+    "ScriptedRequest": "dspy_rlm.lms.scripted",
+    "ScriptExhausted": "dspy_rlm.lms.scripted",
+    "SimulatedLM": "dspy_rlm.lms.simulated.lm",
     "SandboxLimits": "dspy_rlm.sandbox",
-    "BudgetExceeded": "dspy_rlm.budget",
-    "OutputError": "dspy_rlm.outputs",
-    "truncate_span_inputs": "dspy_rlm.tracing",
+    "BudgetExceeded": "dspy_rlm.core.budget",
+    "OutputError": "dspy_rlm.core.outputs",
+    "truncate_span_inputs": "dspy_rlm.observability.tracing",
 }
 __all__ = list(_EXPORTS)
 
@@ -36,11 +36,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from dspy_rlm.budget import BudgetExceeded
-    from dspy_rlm.interpreter import EryxInterpreter
-    from dspy_rlm.outputs import OutputError
-    from dspy_rlm.rlm import RLM
+    from dspy_rlm.core.budget import BudgetExceeded
+    from dspy_rlm.core.interpreter import EryxInterpreter
+    from dspy_rlm.core.outputs import OutputError
+    from dspy_rlm.core.rlm import RLM
     from dspy_rlm.sandbox import SandboxLimits
-    from dspy_rlm.scripted import ScriptedLM, ScriptedRequest, ScriptExhausted
-    from dspy_rlm.simulated import SimulatedLM
-    from dspy_rlm.tracing import truncate_span_inputs
+    from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest, ScriptExhausted
+    from dspy_rlm.lms.simulated.lm import SimulatedLM
+    from dspy_rlm.observability.tracing import truncate_span_inputs

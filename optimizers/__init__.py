@@ -1,6 +1,6 @@
 """Compile RLM programs on task families' metric datasets with DSPy optimizers, tracked in MLflow.
 
-    from optimizers import optimize
+    from dspy_rlm.optimizers import optimize
     result = optimize("niah", "bootstrap", model="sim")        # the simulated model
     result.baseline_score, result.compiled_score                 # test-split scores (percent)
 
@@ -15,11 +15,11 @@ __all__ = ["OPTIMIZERS", "OptimizeResult", "optimize"]
 
 def __getattr__(name: str) -> Any:
     if name in ("optimize", "OptimizeResult"):
-        from optimizers import compile as _compile
+        from dspy_rlm.optimizers import compile as _compile
 
         return getattr(_compile, name)
     if name == "OPTIMIZERS":
-        from optimizers.settings import OPTIMIZERS
+        from dspy_rlm.optimizers.settings import OPTIMIZERS
 
         return OPTIMIZERS
-    raise AttributeError(f"module 'optimizers' has no attribute {name!r}")
+    raise AttributeError(f"module 'dspy_rlm.optimizers' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`dspy-rlm optimize`: the command-line face of `optimizers.optimize`.
+"""`dspy-rlm optimize`: the command-line face of `dspy_rlm.optimizers.optimize`.
 
 Only argparse is imported here, so building the parser stays cheap; the
 optimizers, DSPy and MLflow load when the command runs.
@@ -65,7 +65,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; bad arguments end with a one-line error and exit status 2."""
-    from optimizers.compile import check_arguments
+    from dspy_rlm.optimizers.compile import check_arguments
 
     try:
         check_arguments(args.program, args.optimizer, args.reflection_model, dict(args.set))
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> Any:
-    from optimizers.compile import optimize
+    from dspy_rlm.optimizers.compile import optimize
 
     return optimize(
         args.program, args.optimizer, args.model, sub_model=args.sub_model, reflection_model=args.reflection_model,
@@ -95,7 +95,7 @@ def _optimize(args: argparse.Namespace) -> Any:
 
 
 def _print_result(result: Any) -> None:
-    from dspy_rlm.report import print_figures
+    from dspy_rlm.cli.report import print_figures
 
     kind = "simulated model: these scores measure the pipeline, not a model" if result.model.startswith("sim") \
         else result.model

@@ -20,10 +20,10 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.lms import is_simulated
-from optimizers import settings as optimizer_settings
-from optimizers.families import FamilySetup, load_family
-from optimizers.progress import RunProgress
+from dspy_rlm.lms.names import is_simulated
+from dspy_rlm.optimizers import settings as optimizer_settings
+from dspy_rlm.optimizers.families import FamilySetup, load_family
+from dspy_rlm.optimizers.progress import RunProgress
 
 
 @dataclass
@@ -115,7 +115,7 @@ def optimize(
 def check_arguments(family: str, optimizer: str, reflection_model: str | None,
                     overrides: dict[str, Any] | None = None) -> None:
     """Clear errors for an unknown family, optimizer or setting, and a missing reflection model."""
-    from optimizers.families import family_names
+    from dspy_rlm.optimizers.families import family_names
 
     known = family_names()
     if family not in known:
@@ -130,7 +130,7 @@ def check_arguments(family: str, optimizer: str, reflection_model: str | None,
 
 def _run(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, metric: Any, bar: RunProgress,
          num_threads: int, state_path: Path, max_demo_chars: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from dspy_rlm.tracking import evaluate, runs_follow_threads, usage_summary
+    from dspy_rlm.observability.tracking import evaluate, runs_follow_threads, usage_summary
 
     with dspy.context(lm=setup.lm):
         with bar.phase("baseline on test", total=len(setup.test)):
@@ -155,7 +155,7 @@ def _run(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, metric: Any
 
 def _eval_usage(setup: FamilySetup, *results: Any) -> dict[str, dict[str, int]]:
     """Usage of the evaluations, per model, from each RLM prediction's own usage record."""
-    from dspy_rlm.tracking import add_usage
+    from dspy_rlm.observability.tracking import add_usage
 
     total: dict[str, dict[str, int]] = {}
     for result in results:
@@ -196,7 +196,7 @@ def _tracked(tracking_uri: str | None, experiment: str, run_name: str):
         return
     import mlflow
 
-    from dspy_rlm.tracking import setup_tracking
+    from dspy_rlm.observability.tracking import setup_tracking
 
     setup_tracking(tracking_uri, experiment)
     with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
@@ -206,7 +206,7 @@ def _tracked(tracking_uri: str | None, experiment: str, run_name: str):
 def _log_inputs(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, run_settings: dict[str, Any]) -> None:
     import mlflow
 
-    from dspy_rlm.tracking import log_examples, log_params
+    from dspy_rlm.observability.tracking import log_examples, log_params
 
     mlflow.set_tags({"dspy_rlm.family": setup.name, "dspy_rlm.optimizer": plan.name,
                      "dspy_rlm.model_kind": setup.model_kind})
@@ -233,8 +233,8 @@ def _log_outputs(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, sco
                     "usage.json")
     mlflow.log_artifact(str(state_path), artifact_path="program")
     if log_model:
-        from dspy_rlm.serving import log_rlm_model
-        from dspy_rlm.tracing import clip
+        from dspy_rlm.serving.pyfunc import log_rlm_model
+        from dspy_rlm.observability.tracing import clip
 
         example = clip(dict(setup.test[0].inputs()), 300)  # a short example: contexts are large
         log_rlm_model(state_path, input_example=example, **setup.serving_config())

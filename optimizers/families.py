@@ -2,7 +2,7 @@
 
 `model="sim"` means the simulated model with this family's world (root and
 sub-model); `reflection_model="sim"` / `prompt_model="sim"` mean the
-simulated teacher (`optimizers.simulated_teacher`). Any other name is a
+simulated teacher (`dspy_rlm.optimizers.simulated_teacher`). Any other name is a
 LiteLLM model (`dspy.LM`), with keys read from the environment.
 """
 
@@ -13,14 +13,14 @@ from typing import Any, Callable
 
 import dspy
 
-from dspy_rlm.lms import is_simulated, make_lm
+from dspy_rlm.lms.names import is_simulated, make_lm
 
 DEFAULT_SIZES = {"train": 16, "dev": 16, "test": 16, "context": 2**13}
 DEFAULT_RLM = {"max_iters": 8, "max_llm_calls": 24}
 
 
 def family_names() -> list[str]:
-    from programs.families import FAMILIES
+    from dspy_rlm.programs.families import FAMILIES
 
     return list(FAMILIES)
 
@@ -52,11 +52,11 @@ class FamilySetup:
 
     def serving_config(self) -> dict[str, Any]:
         """`log_rlm_model` arguments that rebuild this program from code (models by name only)."""
-        from dspy_rlm.tracking import REDACTED, redact
+        from dspy_rlm.observability.tracking import REDACTED, redact
 
         public = {k: v for k, v in redact(self.lm_kwargs).items() if v != REDACTED}  # keys stay in the environment
         return {"signature": self.signature, "rlm_kwargs": self.rlm_kwargs, "model": self.model,
-                "sub_model": self.model_names["sub"], "lm_kwargs": public, "imports": ["programs.families"]}
+                "sub_model": self.model_names["sub"], "lm_kwargs": public, "imports": ["dspy_rlm.programs.families"]}
 
 
 def load_family(name: str, model: str, *, sub_model: str | None = None, reflection_model: str | None = None,
@@ -65,8 +65,8 @@ def load_family(name: str, model: str, *, sub_model: str | None = None, reflecti
     """The family `name` with its splits (seeded), metric, program and models.
 
     `lm_kwargs` (for example `api_base`) go to every `dspy.LM` built from a LiteLLM name."""
-    from dspy_rlm.rlm import RLM
-    from programs.families import get_family
+    from dspy_rlm.core.rlm import RLM
+    from dspy_rlm.programs.families import get_family
 
     family = get_family(name)
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
@@ -95,7 +95,7 @@ def _teacher(spec: str | None, lm_kwargs: dict[str, Any]) -> Any:
     if spec is None:
         return None
     if spec == "sim":
-        from optimizers.simulated_teacher import SimulatedTeacher
+        from dspy_rlm.optimizers.simulated_teacher import SimulatedTeacher
 
         return SimulatedTeacher()
     return make_lm(spec, **lm_kwargs)

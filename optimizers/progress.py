@@ -70,7 +70,7 @@ class RunProgress:
 
     def wrap(self, metric: Callable[..., Any]) -> Callable[..., Any]:
         """`metric` with the 5-argument signature, reporting each float score it returns."""
-        from dspy_rlm.tracking import as_float
+        from dspy_rlm.observability.tracking import as_float
 
         def observed(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:
             result = metric(gold, pred, trace, pred_name, pred_trace)

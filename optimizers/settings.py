@@ -65,7 +65,7 @@ class SkipExtractSelector:
 
 def float_metric(metric: Callable[..., Any]) -> Callable[..., float]:
     """The metric as a float, for optimizers that use its truth value or average it."""
-    from dspy_rlm.tracking import as_float
+    from dspy_rlm.observability.tracking import as_float
 
     def scored(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> float:
         return as_float(metric(gold, pred, trace))

@@ -1,4 +1,4 @@
-"""`SimulatedTeacher`: a stand-in for the reflection / proposal model of instruction optimizers.
+"""`SimulatedTeacher`: a stand-in for the reflection / proposal model of instruction dspy_rlm.optimizers.
 
 It is not a language model, and it knows no task family. It mimics, in a
 deterministic and inspectable way, what a strong model does with an
@@ -26,7 +26,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from dspy_rlm.scripted import ScriptedLM, ScriptedRequest
+from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
 
 REFLECTION_MARK = "I provided an assistant with the following instructions"
 LESSONS_HEADER = "Lessons from earlier runs:"

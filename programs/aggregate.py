@@ -68,8 +68,8 @@ def _last_sentence(question: str) -> str:
 
 def simulated_respond(inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
     """Split comparisons and rankings into counts; compare the counts."""
-    from programs.families.labels import LABELS
-    from programs.families.oolong import PREAMBLE, QUESTIONS, relation
+    from dspy_rlm.programs.families.labels import LABELS
+    from dspy_rlm.programs.families.oolong import PREAMBLE, QUESTIONS, relation
 
     def count_question(label: str) -> str:
         return PREAMBLE + QUESTIONS["count"].format(a=label)

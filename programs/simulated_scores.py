@@ -1,6 +1,6 @@
 """Measure the simulated model per family: bare prompt, hinted prompts, and each strategy forced.
 
-    python -m programs.simulated_scores --size 32768 --seeds 24
+    python -m dspy_rlm.programs.simulated_scores --size 32768 --seeds 24
 
 "Hinted" prompts carry what an optimizer could find: the family's one-line
 advice in the instructions, demos of the best strategy's code, or both.
@@ -17,8 +17,8 @@ from typing import Any
 import dspy
 
 from dspy_rlm import RLM, SimulatedLM
-from dspy_rlm.simulated_strategies import STRATEGIES
-from programs.families import FAMILIES, get_family
+from dspy_rlm.lms.simulated.strategies import STRATEGIES
+from dspy_rlm.programs.families import FAMILIES, get_family
 
 BEST = {"niah": "regex", "oolong": "batched", "pairs": "batched", "multihop": "regex", "codeqa": "batched"}
 

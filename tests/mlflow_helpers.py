@@ -16,8 +16,8 @@ import mlflow  # noqa: E402
 @contextlib.contextmanager
 def mlflow_store(folder: Path, experiment: str, *, autolog: bool = True) -> Iterator[str]:
     """A fresh sqlite store in `folder` with DSPy autologging on; everything global is restored after."""
-    from dspy_rlm import tracing
-    from dspy_rlm.tracking import setup_tracking
+    from dspy_rlm.observability import tracing
+    from dspy_rlm.observability.tracking import setup_tracking
 
     previous_uri = mlflow.get_tracking_uri()
     previous_limit = tracing.SPAN_VALUE_CHARS

@@ -9,11 +9,11 @@ import dspy
 import pytest
 
 from dspy_rlm import ScriptedLM
-from dspy_rlm.bench import SETUPS, SUITES, plan, run_bench
-from dspy_rlm.bench import report as rep
-from dspy_rlm.bench.deno import READ_LINES_JS, STD_URL, DenoRuntime
-from dspy_rlm.bench.setups import ExecInterpreter, ExecSandbox, build_module
-from dspy_rlm.bench.workloads import CONTEXT_STEPS, Root, make_context
+from dspy_rlm.cli.bench import SETUPS, SUITES, plan, run_bench
+from dspy_rlm.cli.bench import report as rep
+from dspy_rlm.cli.bench.deno import READ_LINES_JS, STD_URL, DenoRuntime
+from dspy_rlm.cli.bench.setups import ExecInterpreter, ExecSandbox, build_module
+from dspy_rlm.cli.bench.workloads import CONTEXT_STEPS, Root, make_context
 from tests.helpers import step
 
 
@@ -175,11 +175,11 @@ def test_exec_floors_follow_the_interfaces():
 
 
 def test_dspy_rlm_on_its_exec_floor(monkeypatch):
-    import dspy_rlm.run
+    import dspy_rlm.core.run
 
     # build_module("c_floor") swaps the sandbox for exec process-wide (meant for a bench worker);
     # restore it after this test, or every later test in the run would run without a sandbox.
-    monkeypatch.setattr(dspy_rlm.run, "Sandbox", dspy_rlm.run.Sandbox)
+    monkeypatch.setattr(dspy_rlm.core.run, "Sandbox", dspy_rlm.core.run.Sandbox)
     rlm = build_module("c_floor", "context, query -> answer", max_iters=5, max_llm_calls=5, sub_lm=None)
     lm = ScriptedLM([step(code) for code in CONTEXT_STEPS])
     with dspy.context(lm=lm):
@@ -246,8 +246,8 @@ def test_tiny_real_run_of_the_core_suite(tmp_path):
 
 
 def test_without_deno_the_bench_says_so_and_runs_the_rest(tmp_path, monkeypatch):
-    import dspy_rlm.bench.deno as deno
-    import dspy_rlm.bench.runner as runner
+    import dspy_rlm.cli.bench.deno as deno
+    import dspy_rlm.cli.bench.runner as runner
 
     monkeypatch.setattr(deno, "ensure_deno", lambda say: (None, "npm is not installed"))
     ran = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dspy_rlm.cli import main
-from programs.demo import run_demo
+from dspy_rlm.cli.main import main
+from dspy_rlm.cli.demo import run_demo
 
 
 def test_demo_runs_end_to_end_prints_simulated_figures_and_tracks_the_run(tmp_path, capsys):

@@ -8,7 +8,7 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.limits import LimitExceeded, LMFailure, RunLimits
+from dspy_rlm.core.limits import LimitExceeded, LMFailure, RunLimits
 from tests.helpers import step, steps
 
 

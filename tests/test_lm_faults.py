@@ -1,6 +1,6 @@
 """LM faults through a real client: a `dspy.LM("openai/...")` talking HTTP to the local server.
 
-The server (`dspy_rlm.serve_sim`) injects 429 with Retry-After, 500, slow answers,
+The server (`dspy_rlm.lms.simulated.server`) injects 429 with Retry-After, 500, slow answers,
 malformed bodies and empty completions; a small TCP proxy here resets connections.
 The root model's answers are scripted, so each test knows what a correct run returns.
 
@@ -37,8 +37,8 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.limits import LimitExceeded, LMFailure
-from dspy_rlm.serve_sim import serve_simulated
+from dspy_rlm.core.limits import LimitExceeded, LMFailure
+from dspy_rlm.lms.simulated.server import serve_simulated
 from tests.helpers import step
 
 CONTEXT = "hello world"

@@ -12,10 +12,10 @@ import pytest
 from mlflow import MlflowClient
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.cli import main as cli
-from optimizers import optimize
-from optimizers.settings import SkipExtractSelector, build
-from dspy_rlm.tracking import use_experiment
+from dspy_rlm.cli.main import main as cli
+from dspy_rlm.optimizers import optimize
+from dspy_rlm.optimizers.settings import SkipExtractSelector, build
+from dspy_rlm.observability.tracking import use_experiment
 from tests.mlflow_helpers import ancestors, mlflow_store, spans_named, traces, tree
 
 TINY = {"train": 4, "dev": 3, "test": 4, "context": 2048}

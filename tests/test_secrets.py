@@ -13,10 +13,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-import programs.families  # noqa: F401  (registers the simulated worlds)
-from dspy_rlm.serve_sim import serve_simulated
-from dspy_rlm.simulated import make_lm
-from optimizers import optimize
+import dspy_rlm.programs.families  # noqa: F401  (registers the simulated worlds)
+from dspy_rlm.lms.simulated.server import serve_simulated
+from dspy_rlm.lms.simulated.lm import make_lm
+from dspy_rlm.optimizers import optimize
 from tests.mlflow_helpers import mlflow_store, traces
 
 FAKE_KEY = "sk-fake-9f3b7c2e1d-do-not-store"

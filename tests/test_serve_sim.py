@@ -12,8 +12,8 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, SimulatedLM
-from dspy_rlm.serve_sim import serve_simulated
-from programs.families import get_family
+from dspy_rlm.lms.simulated.server import serve_simulated
+from dspy_rlm.programs.families import get_family
 
 NIAH = get_family("niah")
 ASK = ("What is the special magic number for amber-heron? Reply with the number only, or NONE if the text does not "

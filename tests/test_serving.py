@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dspy_rlm import RLM
-from dspy_rlm.serving import log_rlm_model, program_config
+from dspy_rlm.serving.pyfunc import log_rlm_model, program_config
 from tests.mlflow_helpers import mlflow_store
 
 ROOT = "tests.mlflow_helpers:shouting_root_lm"
@@ -39,7 +39,7 @@ def test_the_model_is_stored_without_pickle_and_with_its_state_and_config(logged
     local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(folder / "download"))
     files = {p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file()}
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
-    assert {"MLmodel", "serving_model.py", "artifacts/state.json", "artifacts/program_config.json"} <= files
+    assert {"MLmodel", "model_code.py", "artifacts/state.json", "artifacts/program_config.json"} <= files
     config = json.loads((Path(local) / "artifacts/program_config.json").read_text())
     assert config["model"] == ROOT and config["signature"] == "context -> answer"
     assert "SHOUT" in (Path(local) / "artifacts/state.json").read_text()

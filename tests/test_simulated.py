@@ -12,12 +12,12 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, SimulatedLM
-from dspy_rlm.signatures import CODE_INSTRUCTIONS
-from dspy_rlm.simulated import make_lm
-from dspy_rlm.simulated_strategies import BASELINE, STRATEGIES, demo_strategy, strategy_probabilities, work_code
-from dspy_rlm.simulated_world import PROMPT_SEPARATOR, Stage, TaskPlan
-from programs.families import FAMILIES, get_family
-from programs.simulated_scores import run_once as run_simulated, strategy_demo
+from dspy_rlm.core.signatures import CODE_INSTRUCTIONS
+from dspy_rlm.lms.simulated.lm import make_lm
+from dspy_rlm.lms.simulated.strategies import BASELINE, STRATEGIES, demo_strategy, strategy_probabilities, work_code
+from dspy_rlm.lms.simulated.world import PROMPT_SEPARATOR, Stage, TaskPlan
+from dspy_rlm.programs.families import FAMILIES, get_family
+from dspy_rlm.programs.simulated_scores import run_once as run_simulated, strategy_demo
 
 SIZE = 2**15
 SEEDS = range(8)

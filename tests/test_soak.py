@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dspy_rlm.cli import build_parser
-from dspy_rlm.soak import run_soak, slope_per_100
+from dspy_rlm.cli.main import build_parser
+from dspy_rlm.cli.soak import run_soak, slope_per_100
 
 
 def test_a_short_soak_is_correct_and_leaks_nothing(tmp_path):

@@ -9,9 +9,10 @@ import dspy
 import mlflow
 import pytest
 
-from dspy_rlm import RLM, ScriptedLM, tracing
+from dspy_rlm import RLM, ScriptedLM
+from dspy_rlm.observability import tracing
 from tests.helpers import steps
-from dspy_rlm.tracking import use_experiment
+from dspy_rlm.observability.tracking import use_experiment
 from tests.mlflow_helpers import ancestors, mlflow_store, spans_named, traces, tree
 
 BATCH_STEP = "a = llm_query('one')\nb = llm_query_batched(['two', 'three'])\nprint(a, b)"

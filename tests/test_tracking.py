@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.tracking import (
+from dspy_rlm.observability.tracking import (
     REDACTED, artifact_location, evaluate, flatten, log_examples, log_params, runs_follow_threads, usage_summary,
     use_experiment,
 )

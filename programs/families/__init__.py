@@ -1,24 +1,24 @@
 """Seeded task families with metrics, datasets and worlds for the simulated model.
 
-    from programs.families import get_family
+    from dspy_rlm.programs.families import get_family
     family = get_family("oolong")
     task = family.make_task(size=2**16, seed=0)        # one task
     splits = family.dataset(8, 8, 16, size=2**14)      # dspy.Examples
     family.metric(example, prediction)                 # DSPy / GEPA metric
 
 Importing this package registers each family's world with the simulated
-model, so `dspy_rlm.simulated.make_lm("sim/oolong")` works.
+model, so `dspy_rlm.lms.simulated.lm.make_lm("sim/oolong")` works.
 """
 
 from __future__ import annotations
 
-from dspy_rlm.simulated_world import register_world
-from programs.families.base import MAX_SIZE, MIN_SIZE, Splits, Task, TaskFamily, load_jsonl
-from programs.families.codeqa import CodeQAFamily
-from programs.families.multihop import MultiHopFamily
-from programs.families.niah import NeedleFamily
-from programs.families.oolong import OolongFamily
-from programs.families.pairs import PairsFamily
+from dspy_rlm.lms.simulated.world import register_world
+from dspy_rlm.programs.families.base import MAX_SIZE, MIN_SIZE, Splits, Task, TaskFamily, load_jsonl
+from dspy_rlm.programs.families.codeqa import CodeQAFamily
+from dspy_rlm.programs.families.multihop import MultiHopFamily
+from dspy_rlm.programs.families.niah import NeedleFamily
+from dspy_rlm.programs.families.oolong import OolongFamily
+from dspy_rlm.programs.families.pairs import PairsFamily
 
 FAMILIES: dict[str, TaskFamily] = {
     family.name: family for family in (NeedleFamily(), OolongFamily(), PairsFamily(), MultiHopFamily(), CodeQAFamily())

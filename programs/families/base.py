@@ -17,7 +17,7 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import SimulatedWorld
+from dspy_rlm.lms.simulated.world import SimulatedWorld
 
 MIN_SIZE = 2**10
 MAX_SIZE = 2**23

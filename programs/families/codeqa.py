@@ -18,8 +18,8 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import NONE, Stage, TaskPlan, split_prompt
-from programs.families.base import Task, TaskFamily, check_size
+from dspy_rlm.lms.simulated.world import NONE, Stage, TaskPlan, split_prompt
+from dspy_rlm.programs.families.base import Task, TaskFamily, check_size
 
 VERBS = ("load save merge parse build render fetch index sync score clean split pack scan trace check sort plan "
          "route queue draft weigh stamp bind mend tally sift carve brew fold").split()

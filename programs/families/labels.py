@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from dspy_rlm.simulated_world import NONE, TaskPlan, split_prompt
-from programs.families.base import derive_seed
+from dspy_rlm.lms.simulated.world import NONE, TaskPlan, split_prompt
+from dspy_rlm.programs.families.base import derive_seed
 
 LABELS = ("numeric value", "entity", "location", "description and abstract concept", "abbreviation", "human being")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import NONE, Stage, TaskPlan, split_prompt
-from programs.families.base import Task, TaskFamily, check_size
+from dspy_rlm.lms.simulated.world import NONE, Stage, TaskPlan, split_prompt
+from dspy_rlm.programs.families.base import Task, TaskFamily, check_size
 
 SYLLABLES = "al ar bel bran cor dal del en fal gar hal is kel lor mar mel nor or pel quen ral sel tor ul val ven wyn yar zen ost".split()
 DISHES = "stew tart dumplings bread pie broth cake fritters".split()
@@ -212,8 +212,8 @@ class MultiHopWorld:
         return NONE
 
     def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-        """Outer steps of `programs.research` (rewrite the question, cite the answer)."""
-        from programs.research import simulated_respond
+        """Outer steps of `dspy_rlm.programs.research` (rewrite the question, cite the answer)."""
+        from dspy_rlm.programs.research import simulated_respond
 
         return simulated_respond(inputs, outputs)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import NONE, Stage, TaskPlan, split_prompt
-from programs.families.base import Task, TaskFamily, check_size
+from dspy_rlm.lms.simulated.world import NONE, Stage, TaskPlan, split_prompt
+from dspy_rlm.programs.families.base import Task, TaskFamily, check_size
 
 WORDS = (
     "river stone market lantern orchard signal harbor ledger copper meadow archive canvas window thunder "

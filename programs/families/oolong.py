@@ -14,9 +14,9 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import Stage, TaskPlan
-from programs.families.base import Task, TaskFamily, check_size, derive_seed
-from programs.families.labels import (
+from dspy_rlm.lms.simulated.world import Stage, TaskPlan
+from dspy_rlm.programs.families.base import Task, TaskFamily, check_size, derive_seed
+from dspy_rlm.programs.families.labels import (
     ASK_LABELS, CUES, LABELS, LabelledLinesWorld, PARSE_SETUP, format_date, generate_records, make_users,
 )
 
@@ -158,7 +158,7 @@ class OolongWorld(LabelledLinesWorld):
     make_plan = staticmethod(_plan)
 
     def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-        """Outer steps of `programs.aggregate`: split a comparison into counts, and compare counts."""
-        from programs.aggregate import simulated_respond
+        """Outer steps of `dspy_rlm.programs.aggregate`: split a comparison into counts, and compare counts."""
+        from dspy_rlm.programs.aggregate import simulated_respond
 
         return simulated_respond(inputs, outputs)

@@ -16,9 +16,9 @@ from typing import Any
 
 import dspy
 
-from dspy_rlm.simulated_world import Stage, TaskPlan
-from programs.families.base import Task, TaskFamily, check_size, derive_seed
-from programs.families.labels import (
+from dspy_rlm.lms.simulated.world import Stage, TaskPlan
+from dspy_rlm.programs.families.base import Task, TaskFamily, check_size, derive_seed
+from dspy_rlm.programs.families.labels import (
     ASK_LABELS, CUES, LABELS, PARSE_SETUP, LabelledLinesWorld, Record, format_date, generate_records, make_users,
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dspy
 
 from dspy_rlm import SimulatedLM
-from programs.aggregate import DecomposeAggregate
-from programs.families import get_family
-from programs.research import ResearchQA, citation_recall
+from dspy_rlm.programs.aggregate import DecomposeAggregate
+from dspy_rlm.programs.families import get_family
+from dspy_rlm.programs.research import ResearchQA, citation_recall
 
 
 def test_research_rewrites_runs_the_rlm_over_documents_and_cites_the_evidence():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from programs.families import FAMILIES, MAX_SIZE, MIN_SIZE, get_family, load_jsonl
+from dspy_rlm.programs.families import FAMILIES, MAX_SIZE, MIN_SIZE, get_family, load_jsonl
 
 NAMES = list(FAMILIES)
 

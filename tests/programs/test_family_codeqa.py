@@ -8,7 +8,7 @@ import re
 import dspy
 import pytest
 
-from programs.families import get_family
+from dspy_rlm.programs.families import get_family
 
 CODEQA = get_family("codeqa")
 

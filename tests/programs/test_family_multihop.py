@@ -7,8 +7,8 @@ import re
 import dspy
 import pytest
 
-from programs.families import get_family
-from programs.families.multihop import read_facts
+from dspy_rlm.programs.families import get_family
+from dspy_rlm.programs.families.multihop import read_facts
 
 MULTIHOP = get_family("multihop")
 

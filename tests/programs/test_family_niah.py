@@ -7,7 +7,7 @@ import re
 import dspy
 import pytest
 
-from programs.families import get_family
+from dspy_rlm.programs.families import get_family
 
 NIAH = get_family("niah")
 

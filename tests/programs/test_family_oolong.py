@@ -10,8 +10,8 @@ from datetime import datetime
 import dspy
 import pytest
 
-from programs.families import get_family
-from programs.families.labels import CUES, FILLERS, LABELS, TEMPLATES, classify, make_instance, template_labels
+from dspy_rlm.programs.families import get_family
+from dspy_rlm.programs.families.labels import CUES, FILLERS, LABELS, TEMPLATES, classify, make_instance, template_labels
 
 OOLONG = get_family("oolong")
 

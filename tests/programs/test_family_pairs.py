@@ -10,8 +10,8 @@ from itertools import combinations
 import dspy
 import pytest
 
-from programs.families import get_family
-from programs.families.labels import classify
+from dspy_rlm.programs.families import get_family
+from dspy_rlm.programs.families.labels import classify
 
 PAIRS = get_family("pairs")
 

@@ -13,7 +13,7 @@ import dspy
 import mlflow
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.serve_sim import serve_simulated
+from dspy_rlm.lms.simulated.server import serve_simulated
 from tests.helpers import step
 from tests.mlflow_helpers import mlflow_store, traces
 from tests.security.conftest import FILE_SECRET, SECRET

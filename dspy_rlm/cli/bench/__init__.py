@@ -9,7 +9,7 @@ per measurement), deno.py (setup (a) offline), report.py (table, JSON, PNG, MLfl
 runner.py (the job list and the run).
 """
 
-from dspy_rlm.bench.runner import WORKLOAD_NAMES, plan, run_bench
-from dspy_rlm.bench.setups import SETUPS, SUITES
+from dspy_rlm.cli.bench.runner import WORKLOAD_NAMES, plan, run_bench
+from dspy_rlm.cli.bench.setups import SETUPS, SUITES
 
 __all__ = ["run_bench", "plan", "SETUPS", "SUITES", "WORKLOAD_NAMES"]

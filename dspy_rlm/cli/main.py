@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
     bench.add_argument("--only", type=lambda text: [w for w in text.split(",") if w],
                        help="comma-separated workloads: start,iterations,context,batched,threads")
-    from optimizers.cli import add_parser as add_optimize  # argparse only; the optimizers load on use
+    from dspy_rlm.optimizers.cli import add_parser as add_optimize  # argparse only; the optimizers load on use
 
     add_optimize(commands)
     soak = commands.add_parser("soak", help="many RLM calls in a row and on threads with the simulated model; "
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     # litellm otherwise tries to download its cost map at import time, which hangs offline.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
-        from programs.demo import run_demo
-        from dspy_rlm.limits import LMFailure
-        from dspy_rlm.report import print_figures
+        from dspy_rlm.cli.demo import run_demo
+        from dspy_rlm.core.limits import LMFailure
+        from dspy_rlm.cli.report import print_figures
 
         try:
             figures = run_demo(args.family, args.size, args.seed, model=args.model, sub_model=args.sub_model,
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print_figures(f"dspy-rlm demo: {figures['model']}", figures)
     elif args.command == "serve-sim":
-        import programs.families  # noqa: F401  (registers the families' worlds with the simulated model)
-        from dspy_rlm.serve_sim import run_server
+        import dspy_rlm.programs.families  # noqa: F401  (registers the families' worlds with the simulated model)
+        from dspy_rlm.lms.simulated.server import run_server
 
         try:
             run_server(args.family, port=args.port, seed=args.seed, latency=args.latency, error_rate=args.error_rate,
@@ -118,15 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dspy-rlm serve-sim: error: {error}", file=sys.stderr)
             return 2
     elif args.command == "bench":
-        from dspy_rlm.bench import run_bench
+        from dspy_rlm.cli.bench import run_bench
 
         run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
     elif args.command == "optimize":
-        from optimizers.cli import run
+        from dspy_rlm.optimizers.cli import run
 
         return run(args)
     elif args.command == "soak":
-        from dspy_rlm.soak import run_soak
+        from dspy_rlm.cli.soak import run_soak
 
         calls, threads, per_thread = (60, 4, 15) if args.quick else (args.calls, args.threads, args.per_thread)
         figures = run_soak(calls, threads, per_thread, size=args.size, keep_history=args.keep_history,

@@ -17,12 +17,12 @@ import dspy
 from dspy.signatures.signature import ensure_signature
 from dspy.utils.exceptions import LMNotConfiguredError
 
-from dspy_rlm.limits import RunLimits
-from dspy_rlm.run import RLMRun
+from dspy_rlm.core.limits import RunLimits
+from dspy_rlm.core.run import RLMRun
 from dspy_rlm.sandbox import SandboxLimits
-from dspy_rlm.signatures import SubQuery, build_code_signature, build_extract_signature
-from dspy_rlm.tools import RESERVED_RESULT_NAMES, is_reserved, normalize_tools, tool_docs
-from dspy_rlm.tracing import span
+from dspy_rlm.core.signatures import SubQuery, build_code_signature, build_extract_signature
+from dspy_rlm.core.tools import RESERVED_RESULT_NAMES, is_reserved, normalize_tools, tool_docs
+from dspy_rlm.observability.tracing import span
 
 class RLM(dspy.Module):
     """Answer over inputs far larger than a context window by writing code against them.

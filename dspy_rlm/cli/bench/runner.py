@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dspy_rlm.bench import report as rep
-from dspy_rlm.bench.setups import SETUPS, SUITES
-from dspy_rlm.bench.workloads import MARKER
+from dspy_rlm.cli.bench import report as rep
+from dspy_rlm.cli.bench.setups import SETUPS, SUITES
+from dspy_rlm.cli.bench.workloads import MARKER
 
 WORKLOAD_NAMES = ("start", "iterations", "context", "batched", "threads")
 BATCH = {"prompts": 100, "latency_s": 0.2}
@@ -58,7 +58,7 @@ def plan(suite: str, quick: bool, only: list[str] | None = None) -> list[dict]:
 def run_job(job: dict, deno: dict | None, env: dict[str, str]) -> dict:
     """Run one job in a fresh Python process; return its result (or {"error": ...})."""
     payload = {**job, "deno": deno, "spawn_wall": time.time()}
-    cmd = [sys.executable, "-m", "dspy_rlm.bench.workloads", json.dumps(payload)]
+    cmd = [sys.executable, "-m", "dspy_rlm.cli.bench.workloads", json.dumps(payload)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=job["timeout_s"], env=env, check=False)
     except subprocess.TimeoutExpired:
@@ -106,7 +106,7 @@ def run_bench(suite: str = "compare", quick: bool = False, out: str | Path = "be
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": _pythonpath()}
     deno, unavailable = None, {}
     if "a" in {job["setup"] for job in jobs}:
-        from dspy_rlm.bench.deno import ensure_deno
+        from dspy_rlm.cli.bench.deno import ensure_deno
 
         console.print("[bold]Setup (a):[/] Deno + Pyodide, offline")
         runtime, reason = ensure_deno(lambda text: console.print(f"  {text}"))
@@ -182,6 +182,6 @@ def _command(suite: str, quick: bool, only: list[str] | None) -> str:
 
 def _pythonpath() -> str:
     # Workers import this package the way this process did (also from a source tree).
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     current = os.environ.get("PYTHONPATH")
     return root if not current else f"{root}{os.pathsep}{current}"

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
-from dspy_rlm.budget import CallBudget, UsageLedger
-from dspy_rlm.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
-from dspy_rlm.outputs import OutputError, parse_submission, termination_code
-from dspy_rlm.repl import CodeProblem, Step, extract_code, format_history, format_variables
+from dspy_rlm.core.budget import CallBudget, UsageLedger
+from dspy_rlm.core.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
+from dspy_rlm.core.outputs import OutputError, parse_submission, termination_code
+from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_variables
 from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
-from dspy_rlm.subqueries import SubQueries
-from dspy_rlm.tools import tool_function
-from dspy_rlm.tracing import set_outputs, span
+from dspy_rlm.core.subqueries import SubQueries
+from dspy_rlm.core.tools import tool_function
+from dspy_rlm.observability.tracing import set_outputs, span
 
 if TYPE_CHECKING:
-    from dspy_rlm.rlm import RLM
+    from dspy_rlm.core.rlm import RLM
 
 logger = logging.getLogger("dspy_rlm")
 

@@ -1,7 +1,7 @@
 """`dspy-rlm soak`: many RLM calls in a row and on threads, checking that nothing leaks.
 
-Each call answers a freshly generated needle-in-a-haystack task (`programs.families`,
-family `niah`) with the simulated model (`dspy_rlm.simulated`, sub-model mistakes off)
+Each call answers a freshly generated needle-in-a-haystack task (`dspy_rlm.programs.families`,
+family `niah`) with the simulated model (`dspy_rlm.lms.simulated.lm`, sub-model mistakes off)
 as root and sub-model, alternating its batched (`llm_query_batched`) and regex
 strategies, and is scored by the family's metric. **The model is simulated**; what is
 measured is the library: correctness end to end, leaks, and memory.
@@ -144,9 +144,9 @@ class Caller:
     simulated LM per call, because a simulated LM keeps every request it answers."""
 
     def __init__(self, size: int, keep_history: bool, isolate_process: bool = False):
-        import programs.families  # noqa: F401  (registers the worlds)
-        from dspy_rlm.rlm import RLM
-        from programs.families import get_family
+        import dspy_rlm.programs.families  # noqa: F401  (registers the worlds)
+        from dspy_rlm.core.rlm import RLM
+        from dspy_rlm.programs.families import get_family
 
         self.family = get_family(FAMILY)
         self.size = size
@@ -155,7 +155,7 @@ class Caller:
 
     def __call__(self, index: int) -> bool:
         """Run call `index` (its task seed); True if the answer is correct."""
-        from dspy_rlm.simulated import SimulatedLM
+        from dspy_rlm.lms.simulated.lm import SimulatedLM
 
         task = self.family.make_task(self.size, 10_000 + index)
         lm = SimulatedLM(self.family.world(), seed=index, error_rate=0.0,
@@ -248,7 +248,7 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
 
 def _figures(phases: list[Phase], size: int, keep_history: bool, isolate_process: bool) -> dict[str, Any]:
     return {
-        "model": "simulated (dspy_rlm.simulated.SimulatedLM, not a real language model)",
+        "model": "simulated (dspy_rlm.lms.simulated.lm.SimulatedLM, not a real language model)",
         "task": f"{FAMILY}, {size:,}-character contexts, strategies {', '.join(STRATEGIES)}",
         "dspy_history": keep_history,
         "isolate_process": isolate_process,  # RSS is then this process's alone, not the workers'

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 from dspy.lm15 import Config, Message, Request
 
-from dspy_rlm.simulated import SIMULATED_LABEL, SimulatedLM
+from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
 
 FAULTS = ("429", "500", "slow", "malformed", "empty")
 
@@ -205,7 +205,7 @@ def serve_simulated(lm: SimulatedLM | None = None, *, port: int = 0, **options: 
 def run_server(world: str, *, port: int = 8000, seed: int = 0, latency: float = 0.0, error_rate: float = 0.02,
                **options: Any) -> None:
     """Serve `sim/<world>` until interrupted (the `dspy-rlm serve-sim` command)."""
-    from dspy_rlm.simulated import make_lm
+    from dspy_rlm.lms.simulated.lm import make_lm
 
     lm = make_lm(f"sim/{world}", seed=seed, latency=latency, error_rate=error_rate)
     with serve_simulated(lm, port=port, **options) as server:

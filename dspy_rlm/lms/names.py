@@ -2,7 +2,7 @@
 
 A spec is one of:
 - `"module:function"`: the function is called (with the keyword arguments) and returns an LM;
-- `"sim"` or `"sim/<variant>"`: the simulated code-writing model in `dspy_rlm.simulated`;
+- `"sim"` or `"sim/<variant>"`: the simulated code-writing model in `dspy_rlm.lms.simulated.lm`;
 - anything else: `dspy.LM(spec, **kwargs)` (a LiteLLM model name; keys come from the environment).
 
 No spec or saved config ever holds an API key.
@@ -25,7 +25,7 @@ def make_lm(spec: str, **kwargs: Any) -> dspy.BaseLM:
     if ":" in spec and "/" not in spec.split(":", 1)[0]:
         return _call_factory(spec, kwargs)
     if spec == SIMULATED_PREFIX or spec.startswith(SIMULATED_PREFIX + "/"):
-        from dspy_rlm import simulated
+        from dspy_rlm.lms.simulated import lm as simulated
 
         return simulated.make_lm(spec, **kwargs)
     return dspy.LM(spec, **kwargs)

@@ -1,6 +1,6 @@
 """The benchmark's workloads, run one per fresh worker process:
 
-    python -m dspy_rlm.bench.workloads '<job as JSON>'
+    python -m dspy_rlm.cli.bench.workloads '<job as JSON>'
 
 prints one line `BENCH-RESULT {...}`. Every root model is a `ScriptedLM` answering from the
 same trajectory for every setup (it reads the iteration number from the prompt), with zero
@@ -179,11 +179,11 @@ def threads(job: dict, build) -> dict:
 
 def run_job(job: dict) -> dict:
     """Run one job in this process and return its measurements."""
-    from dspy_rlm.bench.setups import build_module, peak_rss_mb
+    from dspy_rlm.cli.bench.setups import build_module, peak_rss_mb
 
     setup = job["setup"]
     if setup == "a":
-        from dspy_rlm.bench.deno import DenoRuntime
+        from dspy_rlm.cli.bench.deno import DenoRuntime
 
         DenoRuntime(**job["deno"]).activate()
 
@@ -194,7 +194,7 @@ def run_job(job: dict) -> dict:
     result = WORKLOADS[job["workload"]](job, build)
     result["worker_peak_mb"] = peak_rss_mb()
     if setup == "a":
-        from dspy_rlm.bench.deno import DENO_PEAKS_MB
+        from dspy_rlm.cli.bench.deno import DENO_PEAKS_MB
 
         result["deno_peaks_mb"] = list(DENO_PEAKS_MB)
     result["peak_mb_total"] = (result["worker_peak_mb"] or 0) + sum(result.get("deno_peaks_mb", []))
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)  # dspy.RLM warns once per call that EryxInterpreter has no facade
     try:
         result = run_job(job)
-        # `-m dspy_rlm.bench.workloads` imported dspy_rlm (so dspy and mlflow) before main(): every setup pays it.
+        # `-m dspy_rlm.cli.bench.workloads` imported dspy_rlm (so dspy and mlflow) before main(): every setup pays it.
         result["startup_and_imports_s"] = entered - job["spawn_wall"]
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}

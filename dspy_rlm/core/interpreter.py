@@ -39,7 +39,7 @@ from dspy.utils.callback import with_callbacks
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from dspy_rlm.outputs import termination_code
+from dspy_rlm.core.outputs import termination_code
 from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxLimits, StepResult
 
 __all__ = ["EryxInterpreter"]

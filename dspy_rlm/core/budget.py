@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from dspy.utils.usage_tracker import UsageTracker, track_usage
 
-from dspy_rlm.limits import estimate_cost
+from dspy_rlm.core.limits import estimate_cost
 
 
 class BudgetExceeded(RuntimeError):

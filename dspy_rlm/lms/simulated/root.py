@@ -19,11 +19,11 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from dspy_rlm.scripted import ScriptedRequest
-from dspy_rlm.simulated_strategies import (
+from dspy_rlm.lms.scripted import ScriptedRequest
+from dspy_rlm.lms.simulated.strategies import (
     choose_strategy, guess_code, peek_code, salvage_code, strategy_weights, submit_code, work_code,
 )
-from dspy_rlm.simulated_world import SimulatedWorld, TaskPlan
+from dspy_rlm.lms.simulated.world import SimulatedWorld, TaskPlan
 
 _VARIABLE = re.compile(r"Variable: `(\w+)`.*?\nType: (\w+).*?(?:\nLength: ([\d,]+))?", re.DOTALL)
 _STEP = re.compile(r"^=== Step \d+ ===$", re.MULTILINE)

@@ -40,13 +40,13 @@ def build_module(setup: str, signature: str, *, max_iters: int, max_llm_calls: i
         from dspy_rlm import RLM
 
         if setup == "c_floor":
-            import dspy_rlm.run
+            import dspy_rlm.core.run
 
-            dspy_rlm.run.Sandbox = ExecSandbox  # this worker process only
+            dspy_rlm.core.run.Sandbox = ExecSandbox  # this worker process only
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
         return RLM(signature, max_iters=max_iters, max_llm_calls=max_llm_calls, sub_lm=sub_lm, **extra)
     if setup == "a":
-        from dspy_rlm.bench.deno import OfflinePythonInterpreter as factory
+        from dspy_rlm.cli.bench.deno import OfflinePythonInterpreter as factory
     elif setup == "b":
         from dspy_rlm import EryxInterpreter as factory
     elif setup == "d":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dspy.primitives.python_interpreter import PythonInterpreter
 
-from dspy_rlm.bench.setups import peak_rss_mb
+from dspy_rlm.cli.bench.setups import peak_rss_mb
 
 NPM_PACKAGE = "deno@^2"  # dspy.PythonInterpreter wants Deno >=2,<3
 PYPI_PACKAGE = "deno>=2.4.5,<3"  # the dspy[deno] pin
@@ -178,7 +178,7 @@ def ensure_deno(say=print) -> tuple[DenoRuntime | None, str]:
     if not warm.exists():
         say("loading Pyodide through the npm registry (first run only; about 10-60 s)")
         env = {**os.environ, **runtime.environment()}
-        code = "from dspy_rlm.bench.deno import OfflinePythonInterpreter as P; p = P(); print(p.execute('print(6*7)')); p.shutdown()"
+        code = "from dspy_rlm.cli.bench.deno import OfflinePythonInterpreter as P; p = P(); print(p.execute('print(6*7)')); p.shutdown()"
         try:
             done = _run([sys.executable, "-c", code], 600, env=env)
         except subprocess.TimeoutExpired:

@@ -30,10 +30,10 @@ from typing import Any
 
 from dspy.lm15 import Request, Response
 
-from dspy_rlm.scripted import ScriptedLM, ScriptedRequest
-from dspy_rlm.simulated_root import extract_answer, next_step, read_transcript, task_rng
-from dspy_rlm.simulated_strategies import STRATEGIES
-from dspy_rlm.simulated_world import NONE, SimulatedWorld, register_world, world_named
+from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
+from dspy_rlm.lms.simulated.root import extract_answer, next_step, read_transcript, task_rng
+from dspy_rlm.lms.simulated.strategies import STRATEGIES
+from dspy_rlm.lms.simulated.world import NONE, SimulatedWorld, register_world, world_named
 
 SIMULATED_LABEL = "simulated model (not a real language model)"
 ROOT_FIELDS = ["reasoning", "code"]

@@ -44,7 +44,7 @@ def setup_tracking(
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import mlflow
 
-    from dspy_rlm.tracing import install_truncation
+    from dspy_rlm.observability.tracing import install_truncation
 
     mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
     experiment_id = use_experiment(experiment)

@@ -1,7 +1,7 @@
 """The main job: one RLM call end to end on a task family, at a few MB of context.
 
 By default the root model and the sub-model are the simulated model
-(`dspy_rlm.simulated.SimulatedLM`) with the family's world: the root model
+(`dspy_rlm.lms.simulated.lm.SimulatedLM`) with the family's world: the root model
 writes real code that runs in the sandbox, and the sub-model answers the
 sub-queries it makes. **Figures from it are simulated-model figures**: they
 measure the pipeline, not a real model's ability. `model="openai/gpt-4o-mini"`
@@ -19,12 +19,12 @@ import dspy
 from rich.console import Console
 
 from dspy_rlm import RLM
-from dspy_rlm.progress import RLMProgress
-from dspy_rlm.simulated import SIMULATED_LABEL, SimulatedLM
-from dspy_rlm.simulated_strategies import strategy_probabilities
-from dspy_rlm.tracing import clip
-from programs.families import get_family
-from programs.families.base import check_size
+from dspy_rlm.observability.progress import RLMProgress
+from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
+from dspy_rlm.lms.simulated.strategies import strategy_probabilities
+from dspy_rlm.observability.tracing import clip
+from dspy_rlm.programs.families import get_family
+from dspy_rlm.programs.families.base import check_size
 
 DEFAULT_FAMILY = "oolong"
 DEFAULT_SIZE = 4_000_000
@@ -125,7 +125,7 @@ def _mlflow_run(tracking_uri: str | None, params: dict[str, Any], kind: str, con
         return
     import mlflow
 
-    from dspy_rlm.tracking import setup_tracking
+    from dspy_rlm.observability.tracking import setup_tracking
 
     setup_tracking(tracking_uri, experiment="dspy-rlm-demo")
     with mlflow.start_run(run_name=f"demo-{params['family']}") as run:

@@ -1,13 +1,13 @@
 """A compiled RLM program as an `mlflow.pyfunc` model, logged without pickle.
 
-The model is "models from code": MLflow stores `serving_model.py` (which
+The model is "models from code": MLflow stores `model_code.py` (which
 builds the program from code), the program's JSON state (demos and
 instructions) and a JSON config naming the program and its models. Loading
 needs no pickle (it works with `MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`),
 and no API key is stored: `dspy.LM` reads keys from the environment where
 the model is served.
 
-    info = log_rlm_model("state.json", program="programs.families.niah:build_program", model="openai/gpt-4o-mini")
+    info = log_rlm_model("state.json", program="dspy_rlm.programs.families.niah:build_program", model="openai/gpt-4o-mini")
     model = mlflow.pyfunc.load_model(info.model_uri)
     model.predict(pd.DataFrame([{"context": "...", "query": "..."}]))   # one dict per row
 
@@ -26,10 +26,10 @@ import dspy
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from dspy_rlm.lms import load_object, make_lm
-from dspy_rlm.tracking import redact
+from dspy_rlm.lms.names import load_object, make_lm
+from dspy_rlm.observability.tracking import redact
 
-MODEL_CODE = Path(__file__).with_name("serving_model.py")
+MODEL_CODE = Path(__file__).with_name("model_code.py")
 
 
 def program_config(*, program: str | None = None, signature: str | None = None, rlm_kwargs: dict | None = None,
@@ -37,7 +37,7 @@ def program_config(*, program: str | None = None, signature: str | None = None, 
                    imports: list[str] | None = None) -> dict[str, Any]:
     """The JSON config of a served program: how to build it (a `module:function` or a signature
     string plus `RLM` keyword arguments), which models to use (by name), and modules to import
-    first (for example `programs.families`, which registers the simulated model's worlds)."""
+    first (for example `dspy_rlm.programs.families`, which registers the simulated model's worlds)."""
     if (program is None) == (signature is None):
         raise ValueError("Give exactly one of program ('module:function') or signature ('context, query -> answer')")
     config = {"program": program, "signature": signature, "rlm_kwargs": rlm_kwargs or {}, "model": model,
@@ -57,13 +57,13 @@ def build_program(config: dict[str, Any]) -> dspy.Module:
         kwargs["sub_lm"] = make_lm(config["sub_model"], **(config.get("lm_kwargs") or {}))
     if config.get("program"):
         return load_object(config["program"])(**kwargs)
-    from dspy_rlm.rlm import RLM
+    from dspy_rlm.core.rlm import RLM
 
     return RLM(config["signature"], **kwargs)
 
 
 class RLMModel(PythonModel):
-    """The pyfunc model; `serving_model.py` hands an instance to `mlflow.models.set_model`."""
+    """The pyfunc model; `model_code.py` hands an instance to `mlflow.models.set_model`."""
 
     def load_context(self, context: Any) -> None:
         config = json.loads(Path(context.artifacts["config"]).read_text())

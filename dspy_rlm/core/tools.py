@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 
 from dspy.adapters.types.tool import Tool
 
-from dspy_rlm.outputs import TERMINATION_NAMES
+from dspy_rlm.core.outputs import TERMINATION_NAMES
 
 SUB_QUERY_NAMES = ("llm_query", "llm_query_batched", "llm_batch")
 # Names the sandbox itself defines, or that guest code relies on being the stdlib's.

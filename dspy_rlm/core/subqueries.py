@@ -17,10 +17,10 @@ from typing import Any, Callable, Iterator
 
 import dspy
 
-from dspy_rlm.budget import BudgetExceeded, CallBudget, UsageLedger
-from dspy_rlm.limits import Deadline, submit_daemon
-from dspy_rlm.repl import SubQueryRecord
-from dspy_rlm.tracing import set_outputs, span
+from dspy_rlm.core.budget import BudgetExceeded, CallBudget, UsageLedger
+from dspy_rlm.core.limits import Deadline, submit_daemon
+from dspy_rlm.core.transcript import SubQueryRecord
+from dspy_rlm.observability.tracing import set_outputs, span
 
 
 _SLOT = "rlm-sub"  # name of the threads that make sub-model calls

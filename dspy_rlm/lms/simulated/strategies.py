@@ -30,8 +30,8 @@ from __future__ import annotations
 import random
 import re
 
-from dspy_rlm.signatures import CODE_INSTRUCTIONS
-from dspy_rlm.simulated_world import PROMPT_SEPARATOR, TaskPlan
+from dspy_rlm.core.signatures import CODE_INSTRUCTIONS
+from dspy_rlm.lms.simulated.world import PROMPT_SEPARATOR, TaskPlan
 
 STRATEGIES = ("batched", "regex", "sequential", "peek", "guess")
 BASELINE = {"batched": 0.30, "regex": 0.20, "sequential": 0.20, "peek": 0.15, "guess": 0.15}

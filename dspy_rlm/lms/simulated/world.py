@@ -102,5 +102,5 @@ def world_named(name: str) -> SimulatedWorld:
     if name not in _WORLDS:
         known = ", ".join(sorted(_WORLDS)) or "none yet"
         raise ValueError(f"No simulated world named {name!r} is registered (registered: {known}). "
-                         "Task families register theirs when imported, e.g. `import programs.families`.")
+                         "Task families register theirs when imported, e.g. `import dspy_rlm.programs.families`.")
     return _WORLDS[name]()

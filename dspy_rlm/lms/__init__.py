@@ -1,0 +1,1 @@
+"""Language models: by name, scripted (for tests) and simulated (for offline runs), with the simulated model's OpenAI-compatible server."""

@@ -1,0 +1,1 @@
+"""A compiled RLM program as an MLflow pyfunc model (models from code, no pickle)."""

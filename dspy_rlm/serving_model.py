@@ -1,7 +1,0 @@
-"""The code MLflow stores with a served RLM program ("models from code"; see `dspy_rlm.serving`)."""
-
-import mlflow
-
-from dspy_rlm.serving import RLMModel
-
-mlflow.models.set_model(RLMModel())
