@@ -19,7 +19,7 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 from dspy_rlm.core.budget import CallBudget, UsageLedger
 from dspy_rlm.core.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
 from dspy_rlm.core.outputs import OutputError, parse_submission, termination_code
-from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_variables
+from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_iteration, format_variables
 from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
@@ -112,7 +112,7 @@ class RLMRun:
         return {
             "variables_info": self.variables_info(),
             "repl_history": format_history(self.steps, self.rlm.max_output_chars),
-            "iteration": f"{iteration}/{self.rlm.max_iters}; sub-model calls left: {self.budget.remaining}",
+            "iteration": format_iteration(iteration, self.rlm.max_iters, self.budget.remaining),
         }
 
     def variables_info(self) -> str:

@@ -114,6 +114,11 @@ def format_history(steps: list[Step], max_output_chars: int) -> str:
     return "\n\n".join(blocks)
 
 
+def format_iteration(iteration: int, max_iters: int, calls_left: int) -> str:
+    """The `iteration` text: this step's number of the most, and the sub-model calls left."""
+    return f"{iteration}/{max_iters}; sub-model calls left: {calls_left}"
+
+
 def extract_code(text: str | None) -> str:
     """Pull the Python code out of the model's `code` field.
 

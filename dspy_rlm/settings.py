@@ -1,0 +1,49 @@
+"""Defaults and environment variables: each knob's one home.
+
+Every entry point (`RLM`, `EryxInterpreter`, the sandbox, the `dspy-rlm`
+command) takes its defaults from here, and the environment is read once, when
+this module is imported. It imports nothing from the package and nothing of
+DSPy or eryx, so every layer may use it.
+
+Environment variables:
+    DSPY_RLM_CACHE_DIR: where the sandbox image and the bench's runtimes are cached
+        (default `~/.cache/dspy-rlm`).
+    DSPY_RLM_SPAN_VALUE_CHARS: longest string kept in an MLflow span's inputs and
+        outputs (default 2000; 0 keeps everything).
+    LITELLM_LOCAL_MODEL_COST_MAP: set to "True" unless already set, because litellm
+        otherwise downloads its price list when first imported, which stalls offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# -- the sandbox -------------------------------------------------------------
+STEP_TIMEOUT_S = 120.0
+"""Seconds one step of model code may run (waiting on sub-queries and tools included)."""
+MEMORY_MB = 2048
+"""Memory cap of one sandbox, in MiB."""
+MAX_OUTPUT_CHARS = 10_000
+"""Characters of a step's output the root model sees (head and tail)."""
+INTERPRETER_OUTPUT_CHARS = 100_000
+"""Characters of output `EryxInterpreter` keeps per step: dspy.RLM truncates to its own limit after."""
+
+# -- one RLM call ------------------------------------------------------------
+MAX_ITERS = 20
+MAX_LLM_CALLS = 50
+MAX_CONCURRENCY = 64
+"""Sub-queries of one `llm_query_batched` in flight at once."""
+MAX_PROMPT_CHARS = 500_000
+"""Longest prompt one sub-query accepts."""
+
+# -- MLflow ------------------------------------------------------------------
+TRACKING_URI = "sqlite:///mlflow.db"
+"""The MLflow store the command and `setup_tracking` use unless told otherwise."""
+SPAN_VALUE_CHARS = int(os.environ.get("DSPY_RLM_SPAN_VALUE_CHARS", "2000"))
+
+# -- files -------------------------------------------------------------------
+CACHE_DIR = Path(os.environ.get("DSPY_RLM_CACHE_DIR") or Path.home() / ".cache" / "dspy-rlm").expanduser()
+"""Where built artefacts are cached (the sandbox image, the bench's runtimes)."""
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
