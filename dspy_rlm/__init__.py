@@ -1,23 +1,39 @@
-"""dspy-rlm: Recursive Language Models as DSPy modules, on a pyeryx WebAssembly sandbox."""
+"""dspy-rlm: Recursive Language Models as DSPy modules, on a pyeryx WebAssembly sandbox.
+
+The public face. Layers below it, from the bottom: `errors` and `settings`;
+`sandbox` (eryx, knows nothing of DSPy); `core` (the DSPy module); `lms` (models
+by name, scripted, simulated); `observability` (spans, MLflow runs, the live
+display); `serving` (the pyfunc model); `programs` and `optimizers` (task
+families, example programs, compiling them); `cli` (the `dspy-rlm` command).
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dspy_rlm import errors as _errors
+from dspy_rlm import settings as _settings  # noqa: F401  (sets litellm's offline price list first)
+
 # Public names and their modules, imported on first use (PEP 562), so the sandbox
 # layer (`dspy_rlm.sandbox`, which knows nothing of DSPy) loads without DSPy.
 _EXPORTS = {
     "RLM": "dspy_rlm.core.rlm",
+    "RunConfig": "dspy_rlm.core.config",
     "EryxInterpreter": "dspy_rlm.core.interpreter",
     "ScriptedLM": "dspy_rlm.lms.scripted",
     "ScriptedRequest": "dspy_rlm.lms.scripted",
-    "ScriptExhausted": "dspy_rlm.lms.scripted",
     "SimulatedLM": "dspy_rlm.lms.simulated.lm",
+    "CodeSandbox": "dspy_rlm.sandbox",
+    "SandboxFactory": "dspy_rlm.sandbox",
+    "StepResult": "dspy_rlm.sandbox",
+    "Sandbox": "dspy_rlm.sandbox",
+    "IsolatedSandbox": "dspy_rlm.sandbox",
     "SandboxLimits": "dspy_rlm.sandbox",
-    "BudgetExceeded": "dspy_rlm.core.budget",
-    "OutputError": "dspy_rlm.core.outputs",
+    "RLMProgress": "dspy_rlm.observability.progress",
     "truncate_span_inputs": "dspy_rlm.observability.tracing",
+    # Every error, from the one tree in dspy_rlm.errors.
+    **{name: "dspy_rlm.errors" for name in _errors.__all__ if name != "LimitName"},
 }
 __all__ = list(_EXPORTS)
 
@@ -36,11 +52,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from dspy_rlm.core.budget import BudgetExceeded
+    from dspy_rlm.core.config import RunConfig
     from dspy_rlm.core.interpreter import EryxInterpreter
-    from dspy_rlm.core.outputs import OutputError
     from dspy_rlm.core.rlm import RLM
-    from dspy_rlm.sandbox import SandboxLimits
-    from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest, ScriptExhausted
+    from dspy_rlm.errors import (
+        BudgetExceeded, CodeProblem, DSPyRLMError, InputsNotLoaded, LimitExceeded, LMFailure, OutputError,
+        RewriteError, RLMError, SandboxClosed, SandboxCrash, SandboxError, SandboxUnavailable, ScriptExhausted,
+        StepProblem,
+    )
+    from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
     from dspy_rlm.lms.simulated.lm import SimulatedLM
+    from dspy_rlm.observability.progress import RLMProgress
     from dspy_rlm.observability.tracing import truncate_span_inputs
+    from dspy_rlm.sandbox import CodeSandbox, IsolatedSandbox, Sandbox, SandboxFactory, SandboxLimits, StepResult

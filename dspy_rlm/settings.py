@@ -1,8 +1,8 @@
 """Defaults and environment variables: each knob's one home.
 
 Every entry point (`RLM`, `EryxInterpreter`, the sandbox, the `dspy-rlm`
-command) takes its defaults from here, and the environment is read once, when
-this module is imported. It imports nothing from the package and nothing of
+command) takes its defaults from here, and each environment variable is read
+here and nowhere else. It imports nothing from the package and nothing of
 DSPy or eryx, so every layer may use it.
 
 Environment variables:
@@ -43,7 +43,12 @@ TRACKING_URI = "sqlite:///mlflow.db"
 SPAN_VALUE_CHARS = int(os.environ.get("DSPY_RLM_SPAN_VALUE_CHARS", "2000"))
 
 # -- files -------------------------------------------------------------------
-CACHE_DIR = Path(os.environ.get("DSPY_RLM_CACHE_DIR") or Path.home() / ".cache" / "dspy-rlm").expanduser()
-"""Where built artefacts are cached (the sandbox image, the bench's runtimes)."""
+def cache_dir() -> Path:
+    """Where built artefacts are cached (the sandbox image, the bench's runtimes).
+
+    Read at each use rather than at import, so a process (or a test) that sets
+    DSPY_RLM_CACHE_DIR after importing the package is followed."""
+    return Path(os.environ.get("DSPY_RLM_CACHE_DIR") or Path.home() / ".cache" / "dspy-rlm").expanduser()
+
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
 
-# litellm fetches its cost map from the network when first imported unless told not to; offline that stalls.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 @pytest.fixture(scope="session")

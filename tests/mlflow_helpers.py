@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: litellm must not fetch its cost map
-
-import dspy  # noqa: E402
-import mlflow  # noqa: E402
+import dspy
+import mlflow
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import dspy
 import pytest
 
 from dspy_rlm import ScriptedLM
+from dspy_rlm.sandbox import Sandbox
 from dspy_rlm.cli.bench import SETUPS, SUITES, plan, run_bench
 from dspy_rlm.cli.bench import report as rep
 from dspy_rlm.cli.bench.deno import READ_LINES_JS, STD_URL, DenoRuntime
@@ -174,16 +175,13 @@ def test_exec_floors_follow_the_interfaces():
     assert sb.run("1/0").error_kind == "exception"
 
 
-def test_dspy_rlm_on_its_exec_floor(monkeypatch):
-    import dspy_rlm.core.run
-
-    # build_module("c_floor") swaps the sandbox for exec process-wide (meant for a bench worker);
-    # restore it after this test, or every later test in the run would run without a sandbox.
-    monkeypatch.setattr(dspy_rlm.core.run, "Sandbox", dspy_rlm.core.run.Sandbox)
+def test_dspy_rlm_on_its_exec_floor_gets_the_stand_in_through_sandbox_factory():
     rlm = build_module("c_floor", "context, query -> answer", max_iters=5, max_llm_calls=5, sub_lm=None)
+    assert rlm.sandbox_factory is ExecSandbox
     lm = ScriptedLM([step(code) for code in CONTEXT_STEPS])
     with dspy.context(lm=lm):
         assert rlm(context="a needle, another needle", query="q").answer == "2"
+    assert build_module("c", "context -> answer", max_iters=1, max_llm_calls=1, sub_lm=None).sandbox_factory is Sandbox
 
 
 def test_deno_runtime_command_uses_the_import_map():

@@ -8,7 +8,8 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.core.limits import LimitExceeded, LMFailure, RunLimits
+from dspy_rlm.core.limits import RunLimits
+from dspy_rlm.errors import LimitExceeded, LMFailure
 from tests.helpers import step, steps
 
 

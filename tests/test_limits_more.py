@@ -10,7 +10,7 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.core.limits import LimitExceeded, LMFailure
+from dspy_rlm.errors import LimitExceeded, LMFailure
 from tests.helpers import step, steps
 
 

@@ -25,7 +25,6 @@ LMTimeoutError and LMTransportError, honouring Retry-After, else backing off 1, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import struct
@@ -37,7 +36,7 @@ import dspy
 import pytest
 
 from dspy_rlm import RLM, ScriptedLM
-from dspy_rlm.core.limits import LimitExceeded, LMFailure
+from dspy_rlm.errors import LimitExceeded, LMFailure
 from dspy_rlm.lms.simulated.server import serve_simulated
 from tests.helpers import step
 

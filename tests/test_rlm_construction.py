@@ -44,6 +44,6 @@ def test_a_missing_lm_is_reported_with_the_fix():
             RLM("context -> answer")(context="x")
 
 
-def test_interpreter_factory_is_accepted_for_compatibility_with_a_warning():
-    with pytest.warns(UserWarning, match="interpreter_factory is ignored"):
+def test_interpreter_factory_is_refused_with_a_pointer_to_sandbox_factory():
+    with pytest.raises(TypeError, match="sandbox_factory"):
         RLM("context -> answer", interpreter_factory=object)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable
 
@@ -89,11 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # litellm otherwise tries to download its cost map at import time, which hangs offline.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
         from dspy_rlm.cli.demo import run_demo
-        from dspy_rlm.core.limits import LMFailure
+        from dspy_rlm.errors import LMFailure
         from dspy_rlm.cli.report import print_figures
 
         try:

@@ -14,10 +14,7 @@ from typing import Any, Iterator
 from dspy.utils.usage_tracker import UsageTracker, track_usage
 
 from dspy_rlm.core.limits import estimate_cost
-
-
-class BudgetExceeded(RuntimeError):
-    """The call's sub-LLM budget (`max_llm_calls`, or its token or cost limit) cannot cover a request."""
+from dspy_rlm.errors import BudgetExceeded
 
 
 class CallBudget:

@@ -22,11 +22,9 @@ dspy.RLM handles by dropping the sub-agent tools and instructions for that call.
 from __future__ import annotations
 
 import ast
-import asyncio
 import contextvars
 import functools
 import inspect
-import keyword
 import re
 import threading
 import weakref
@@ -39,14 +37,16 @@ from dspy.utils.callback import with_callbacks
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from dspy_rlm import settings
 from dspy_rlm.core.outputs import termination_code
-from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxLimits, StepResult
+from dspy_rlm.errors import SandboxError
+from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxLimits, StepResult, is_identifier, run_awaitable
 
 __all__ = ["EryxInterpreter"]
 
-DEFAULT_STEP_TIMEOUT_S = 300.0
-DEFAULT_MEMORY_MB = 2048
-DEFAULT_OUTPUT_CHARS = 100_000
+DEFAULT_STEP_TIMEOUT_S = settings.STEP_TIMEOUT_S
+DEFAULT_MEMORY_MB = settings.MEMORY_MB
+DEFAULT_OUTPUT_CHARS = settings.INTERPRETER_OUTPUT_CHARS
 
 # Host function behind the guest wrappers of tools added after the sandbox started.
 _DISPATCH = "_rlm_tool"
@@ -204,7 +204,7 @@ class EryxInterpreter:
         by equality when the types match (a str compare is a memcmp)."""
         changed = {}
         for name, value in variables.items():
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            if not is_identifier(name):
                 raise CodeInterpreterError(f"Invalid variable name: {name!r}")
             if name in self._mounted:
                 old = self._mounted[name]
@@ -224,7 +224,7 @@ class EryxInterpreter:
             return
         try:
             self._sandbox.set_inputs({name: _loadable(name, value) for name, value in changed.items()})
-        except (ValueError, TypeError) as exc:
+        except (SandboxError, ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not load variables {sorted(changed)} into the sandbox: {exc}") from exc
 
     def _build(self, inputs: dict[str, Any]) -> Sandbox | IsolatedSandbox:
@@ -241,7 +241,7 @@ class EryxInterpreter:
                 setup_code=termination_code(outputs) + _ECHO,
                 max_output_chars=self.max_output_chars,
             )
-        except (ValueError, TypeError) as exc:
+        except (SandboxError, ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not start the eryx sandbox: {exc}") from exc
         self._initial_tools = frozenset(names)
         self._bound_tools = set(names)
@@ -253,7 +253,7 @@ class EryxInterpreter:
         code = []
         new = [name for name in self._tool_names() if name not in self._bound_tools]
         for name in new:
-            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+            if not is_identifier(name) or name.startswith("__"):
                 raise CodeInterpreterError(f"Invalid tool name: {name!r}")
             code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
         outputs = self._output_names()
@@ -284,10 +284,7 @@ class EryxInterpreter:
         if tool is None or is_reserved_sandbox_name(tool_name):
             raise CodeInterpreterError(f"Unknown tool: {tool_name}")
         args, kwargs = _keywords(tool, args, kwargs)
-        result = tool(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_awaited(result))
-        return result
+        return run_awaitable(tool(*args, **kwargs))
 
 
 class _Factory:
@@ -339,10 +336,6 @@ def _keywords(tool: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> 
     if both:
         raise TypeError(f"got multiple values for argument(s) {', '.join(both)}")
     return (), {**mapped, **kwargs}
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _loadable(name: str, value: Any) -> Any:

@@ -1,8 +1,8 @@
-"""Global limits of one RLM call, and the typed errors that end a call early.
+"""Global limits of one RLM call: the limits, the deadline, prices, and abandonable calls.
 
 Limits are enforced on the host, between and inside steps; sandbox code
 cannot see or change them. When one is reached, `on_limit` decides the end:
-"raise" a `LimitExceeded`, "extract" outputs from the history with the
+"raise" a `LimitExceeded` (`dspy_rlm.errors`), "extract" outputs from the history with the
 `extract` predictor (DSPy's behaviour when iterations run out), or "return"
 the best answer known so far without another model call.
 """
@@ -17,37 +17,6 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 import pydantic
-
-LimitName = Literal["iterations", "deadline", "tokens", "cost", "sub_calls", "consecutive_errors"]
-
-
-class RLMError(RuntimeError):
-    """An RLM call ended without validated outputs.
-
-    Attributes:
-        trajectory: the steps made before the end (dicts, as in `Prediction.trajectory`).
-        best_answer: the last submission, or None if the code never submitted.
-        usage: calls, tokens and seconds spent.
-    """
-
-    def __init__(self, message: str, *, trajectory: list[dict], best_answer: dict | None, usage: dict):
-        super().__init__(message)
-        self.trajectory = trajectory
-        self.best_answer = best_answer
-        self.usage = usage
-
-
-class LimitExceeded(RLMError):
-    """A global limit of the call was reached; `limit` names which."""
-
-    def __init__(self, limit: LimitName, message: str, **details: Any):
-        super().__init__(message, **details)
-        self.limit = limit
-
-
-class LMFailure(RLMError):
-    """The root model failed in a way retries did not fix (after DSPy's own retries)."""
-
 
 class RunLimits(pydantic.BaseModel):
     """Per-call limits; None means unlimited.

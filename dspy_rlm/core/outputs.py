@@ -12,6 +12,8 @@ from typing import Any
 
 from dspy.adapters.utils import parse_value
 
+from dspy_rlm.errors import OutputError
+
 TERMINATION_NAMES = ("SUBMIT", "FINAL", "FINAL_VAR")
 
 # The names are read at call time, so a host can change the outputs by assigning
@@ -60,10 +62,6 @@ def FINAL_VAR(name):
 def termination_code(output_names: list[str]) -> str:
     """Guest source defining SUBMIT, FINAL and FINAL_VAR for these outputs."""
     return _GUEST_TEMPLATE.format(names=list(output_names))
-
-
-class OutputError(ValueError):
-    """A submission did not match the signature; the message is meant for the model."""
 
 
 def parse_submission(payload: Any, output_fields: dict[str, Any]) -> dict[str, Any]:

@@ -10,16 +10,17 @@ reads the history and produces the outputs.
 from __future__ import annotations
 
 import asyncio
-import warnings
 from typing import Any, Callable, Literal
 
 import dspy
 from dspy.signatures.signature import ensure_signature
 from dspy.utils.exceptions import LMNotConfiguredError
 
+from dspy_rlm import settings
+from dspy_rlm.core.config import RunConfig
 from dspy_rlm.core.limits import RunLimits
 from dspy_rlm.core.run import RLMRun
-from dspy_rlm.sandbox import SandboxLimits
+from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxFactory, SandboxLimits, check_factory
 from dspy_rlm.core.signatures import SubQuery, build_code_signature, build_extract_signature
 from dspy_rlm.core.tools import RESERVED_RESULT_NAMES, is_reserved, normalize_tools, tool_docs
 from dspy_rlm.observability.tracing import span
@@ -35,7 +36,10 @@ class RLM(dspy.Module):
         verbose: log each step's code and output.
         tools: host functions the code may call (functions or `dspy.Tool`s).
         sub_lm: LM for sub-queries; defaults to the configured LM.
-        interpreter_factory: accepted for `dspy.RLM` compatibility; code always runs in the eryx sandbox.
+        interpreter_factory: `dspy.RLM`'s way to choose where code runs; refused with a pointer to
+            `sandbox_factory` (this module runs code through the `CodeSandbox` protocol instead).
+        sandbox_factory: builds the sandbox of each call (see `dspy_rlm.sandbox.CodeSandbox`);
+            default: the eryx `Sandbox`, or `IsolatedSandbox` with `isolate_process=True`.
         step_timeout: seconds one step may run.
         max_memory_mb: memory cap of the sandbox.
         isolate_process: run the sandbox in a child process. It starts about 1 s slower per call, but
@@ -53,19 +57,20 @@ class RLM(dspy.Module):
     def __init__(
         self,
         signature: type[dspy.Signature] | str,
-        max_iters: int = 20,
-        max_llm_calls: int = 50,
-        max_output_chars: int = 10_000,
+        max_iters: int = settings.MAX_ITERS,
+        max_llm_calls: int = settings.MAX_LLM_CALLS,
+        max_output_chars: int = settings.MAX_OUTPUT_CHARS,
         verbose: bool = False,
         tools: list[Callable] | None = None,
         sub_lm: dspy.BaseLM | None = None,
         interpreter_factory: Callable | None = None,
         *,
-        step_timeout: float = 120.0,
-        max_memory_mb: int = 2048,
+        sandbox_factory: SandboxFactory | None = None,
+        step_timeout: float = settings.STEP_TIMEOUT_S,
+        max_memory_mb: int = settings.MEMORY_MB,
         isolate_process: bool = False,
-        max_concurrency: int = 64,
-        max_prompt_chars: int = 500_000,
+        max_concurrency: int = settings.MAX_CONCURRENCY,
+        max_prompt_chars: int = settings.MAX_PROMPT_CHARS,
         max_time: float | None = None,
         max_tokens: int | None = None,
         max_cost: float | None = None,
@@ -79,9 +84,12 @@ class RLM(dspy.Module):
         if max_llm_calls < 0:
             raise ValueError(f"max_llm_calls must be 0 or more, got {max_llm_calls}")
         if interpreter_factory is not None:
-            warnings.warn("dspy_rlm.RLM always runs code in its eryx sandbox; interpreter_factory is ignored. "
-                          "To run dspy.RLM on eryx, use dspy.RLM(..., interpreter_factory=dspy_rlm.EryxInterpreter).",
-                          UserWarning, stacklevel=2)
+            raise TypeError("dspy_rlm.RLM does not take interpreter_factory: pass sandbox_factory=... (a factory of "
+                            "dspy_rlm.sandbox.CodeSandbox) to choose where code runs. To run dspy.RLM on eryx, use "
+                            "dspy.RLM(..., interpreter_factory=dspy_rlm.EryxInterpreter).")
+        if sandbox_factory is not None and isolate_process:
+            raise ValueError("give sandbox_factory or isolate_process=True, not both: the factory decides "
+                             "where code runs (pass dspy_rlm.sandbox.IsolatedSandbox for a worker process)")
         self.max_iters = max_iters
         self.max_llm_calls = max_llm_calls
         self.max_output_chars = max_output_chars
@@ -96,17 +104,34 @@ class RLM(dspy.Module):
                                     max_consecutive_errors=max_consecutive_errors, on_limit=on_limit)
         _check_names(self.signature, self.tools)
 
+        self.sandbox_factory = check_factory(sandbox_factory or (IsolatedSandbox if isolate_process else Sandbox))
+
         self.generate_code = dspy.Predict(build_code_signature(
             self.signature, max_llm_calls=max_llm_calls, max_output_chars=max_output_chars,
             max_prompt_chars=max_prompt_chars, tool_docs=tool_docs(self.tools),
         ))
         self.sub_query = dspy.Predict(SubQuery)
         self.extract = dspy.Predict(build_extract_signature(self.signature))
+        self._config = RunConfig(
+            signature=self.signature, generate_code=self.generate_code, sub_query=self.sub_query,
+            extract=self.extract, sub_lm=sub_lm, tools=self.tools, sandbox_factory=self.sandbox_factory,
+            sandbox_limits=self.sandbox_limits, limits=self.run_limits, max_iters=max_iters,
+            max_llm_calls=max_llm_calls, max_output_chars=max_output_chars, max_prompt_chars=max_prompt_chars,
+            max_concurrency=max_concurrency, verbose=verbose,
+        )
+
+    @property
+    def config(self) -> RunConfig:
+        """The frozen configuration a call runs with (following any predictor or sub_lm swapped in since)."""
+        self._config = self._config.following(generate_code=self.generate_code, sub_query=self.sub_query,
+                                              extract=self.extract, sub_lm=self.sub_lm, verbose=self.verbose)
+        return self._config
 
     def forward(self, **inputs: Any) -> dspy.Prediction:
         self._check_call(inputs)
-        with RLMRun(self, inputs) as run:
-            for iteration in range(1, self.max_iters + 1):
+        config = self.config
+        with RLMRun(config, inputs) as run:
+            for iteration in range(1, config.max_iters + 1):
                 if run.limit_reached():
                     break
                 with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):
@@ -118,10 +143,11 @@ class RLM(dspy.Module):
 
     async def aforward(self, **inputs: Any) -> dspy.Prediction:
         self._check_call(inputs)
-        run = RLMRun(self, inputs, loop=asyncio.get_running_loop())
+        config = self.config
+        run = RLMRun(config, inputs, loop=asyncio.get_running_loop())
         await asyncio.to_thread(run.open)
         try:
-            for iteration in range(1, self.max_iters + 1):
+            for iteration in range(1, config.max_iters + 1):
                 if run.limit_reached():
                     break
                 with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}):

@@ -11,22 +11,21 @@ import asyncio
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
 from dspy_rlm.core.budget import CallBudget, UsageLedger
-from dspy_rlm.core.limits import Deadline, LimitExceeded, LimitName, LMFailure, submit_daemon
-from dspy_rlm.core.outputs import OutputError, parse_submission, termination_code
-from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_iteration, format_variables
-from dspy_rlm.sandbox import IsolatedSandbox, Sandbox
+from dspy_rlm.core.config import RunConfig
+from dspy_rlm.core.limits import Deadline, submit_daemon
+from dspy_rlm.core.outputs import parse_submission, termination_code
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
+from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_iteration, format_variables
+from dspy_rlm.errors import LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError
 from dspy_rlm.observability.tracing import set_outputs, span
-
-if TYPE_CHECKING:
-    from dspy_rlm.core.rlm import RLM
+from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
 
 logger = logging.getLogger("dspy_rlm")
 
@@ -42,21 +41,21 @@ class DeadlineReached(Exception):
 class RLMRun:
     """One call of an `RLM`: opens a sandbox, generates and executes steps, builds the result."""
 
-    def __init__(self, rlm: RLM, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None):
-        self.rlm = rlm
+    def __init__(self, config: RunConfig, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None):
+        self.config = config
         self.inputs = inputs
         self.loop = loop
-        self.limits = rlm.run_limits
+        self.limits = config.limits
         self.deadline = Deadline(self.limits.max_time)
-        self.budget = CallBudget(rlm.max_llm_calls)
+        self.budget = CallBudget(config.max_llm_calls)
         self.ledger = UsageLedger()
         self.sub_queries = SubQueries(
-            rlm.sub_query, rlm.sub_lm, self.budget, self.ledger,
-            max_prompt_chars=rlm.max_prompt_chars, max_concurrency=rlm.max_concurrency,
+            config.sub_query, config.sub_lm, self.budget, self.ledger,
+            max_prompt_chars=config.max_prompt_chars, max_concurrency=config.max_concurrency,
             loop=loop, deadline=self.deadline, usage_limit=self._usage_limit_message,
         )
         self.steps: list[Step] = []
-        self.sandbox: Sandbox | IsolatedSandbox | None = None
+        self.sandbox: CodeSandbox | None = None
         self.best_answer: dict | None = None
         self.consecutive_errors = 0
 
@@ -64,14 +63,18 @@ class RLMRun:
 
     def open(self) -> None:
         functions = dict(self.sub_queries.functions())
-        for name, tool in self.rlm.tools.items():
+        for name, tool in self.config.tools.items():
             functions[name] = tool_function(tool, self._run_coroutine)
-        sandbox_type = IsolatedSandbox if self.rlm.isolate_process else Sandbox
-        self.sandbox = sandbox_type(
-            self.inputs, functions, limits=self.rlm.sandbox_limits,
-            setup_code=termination_code(list(self.rlm.signature.output_fields)),
-            max_output_chars=self.rlm.max_output_chars,
-        )
+        factory = self.config.sandbox_factory
+        try:
+            sandbox = factory(self.inputs, functions, limits=self.config.sandbox_limits,
+                              setup_code=termination_code(self.config.output_names),
+                              max_output_chars=self.config.max_output_chars)
+        except SandboxError as error:
+            if isinstance(error, ValueError):  # inputs it cannot load: the caller's to fix
+                raise
+            raise SandboxCrash(f"the sandbox could not start: {error}", **self._details()) from error
+        self.sandbox = check_sandbox(sandbox, factory)
 
     def close(self) -> None:
         if self.sandbox is not None:
@@ -90,7 +93,7 @@ class RLMRun:
         """Ask `generate_code` for the next step; None if its answer was unusable."""
         try:
             with self.ledger.track("root"):
-                return self._bounded(self.rlm.generate_code, **self.code_inputs(iteration))
+                return self._bounded(self.config.generate_code, **self.code_inputs(iteration))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -100,7 +103,7 @@ class RLMRun:
     async def agenerate(self, iteration: int) -> dspy.Prediction | None:
         try:
             with self.ledger.track("root"):
-                return await self._abounded(self.rlm.generate_code.acall(**self.code_inputs(iteration)))
+                return await self._abounded(self.config.generate_code.acall(**self.code_inputs(iteration)))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -111,14 +114,13 @@ class RLMRun:
         """The inputs of `generate_code` for this iteration."""
         return {
             "variables_info": self.variables_info(),
-            "repl_history": format_history(self.steps, self.rlm.max_output_chars),
-            "iteration": format_iteration(iteration, self.rlm.max_iters, self.budget.remaining),
+            "repl_history": format_history(self.steps, self.config.max_output_chars),
+            "iteration": format_iteration(iteration, self.config.max_iters, self.budget.remaining),
         }
 
     def variables_info(self) -> str:
-        descs = {name: _field_desc(field) for name, field in self.rlm.signature.input_fields.items()}
         created = self.sandbox.variables if self.sandbox is not None else []
-        return format_variables(self.inputs, descs, created)
+        return format_variables(self.inputs, self.config.input_descriptions(), created)
 
     # -- the sandbox -------------------------------------------------------
 
@@ -133,7 +135,7 @@ class RLMRun:
             self._record(iteration, action.reasoning, action.code or "", str(problem), "no_code", started)
             return None
         with span("rlm.execute_code", "TOOL", {"code": code}) as active:
-            result = self.sandbox.run(code, timeout_s=self.deadline.bound(self.rlm.sandbox_limits.step_timeout_s))
+            result = self._run_step(iteration, action.reasoning, code, started)
             set_outputs(active, {"output": result.observation, "error": result.error, "seconds": result.seconds})
         self.ledger.sandbox_seconds += result.seconds
         output, outputs, error = result.observation, None, result.error_kind
@@ -142,11 +144,18 @@ class RLMRun:
         if result.submitted:
             self.best_answer = result.submission if isinstance(result.submission, dict) else self.best_answer
             try:
-                outputs = parse_submission(result.submission, self.rlm.signature.output_fields)
+                outputs = parse_submission(result.submission, self.config.signature.output_fields)
             except OutputError as problem:
                 output, error = (f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)), "output"
         self._record(iteration, action.reasoning, code, output, error, started)
         return outputs
+
+    def _run_step(self, iteration: int, reasoning: str, code: str, started: float) -> StepResult:
+        try:
+            return self.sandbox.run(code, timeout_s=self.deadline.bound(self.config.sandbox_limits.step_timeout_s))
+        except SandboxError as error:  # it could not restart after a failed step: the call cannot go on
+            self._record(iteration, reasoning, code, f"SandboxCrash: {error}", "crash", started)
+            raise SandboxCrash(f"the sandbox failed and could not be restarted: {error}", **self._details()) from error
 
     # -- limits and the end of a call --------------------------------------
 
@@ -190,7 +199,7 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 with self.ledger.track("root"):
-                    extracted = self._bounded(self.rlm.extract, **self._extract_inputs())
+                    extracted = self._bounded(self.config.extract, **self._extract_inputs())
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -201,7 +210,7 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 with self.ledger.track("root"):
-                    extracted = await self._abounded(self.rlm.extract.acall(**self._extract_inputs()))
+                    extracted = await self._abounded(self.config.extract.acall(**self._extract_inputs()))
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -235,14 +244,14 @@ class RLMRun:
 
     def _best_outputs(self) -> dict[str, Any]:
         best = self.best_answer or {}
-        return {name: best.get(name) for name in self.rlm.signature.output_fields}
+        return {name: best.get(name) for name in self.config.signature.output_fields}
 
     def _outputs_of(self, prediction: dspy.Prediction) -> dict[str, Any]:
-        return {name: prediction.get(name) for name in self.rlm.signature.output_fields}
+        return {name: prediction.get(name) for name in self.config.signature.output_fields}
 
     def _extract_inputs(self) -> dict[str, str]:
         return {"variables_info": self.variables_info(),
-                "repl_history": format_history(self.steps, self.rlm.max_output_chars)}
+                "repl_history": format_history(self.steps, self.config.max_output_chars)}
 
     # -- helpers -----------------------------------------------------------
 
@@ -278,15 +287,8 @@ class RLMRun:
         )
         self.steps.append(step)
         self.consecutive_errors = self.consecutive_errors + 1 if error else 0
-        if self.rlm.verbose:
+        if self.config.verbose:
             logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds, code, output)
 
     def _run_coroutine(self, coroutine: Awaitable[Any]) -> Any:
-        if self.loop is not None:
-            return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-        return asyncio.run(coroutine)
-
-
-def _field_desc(field: Any) -> str:
-    desc = (field.json_schema_extra or {}).get("desc", "")
-    return "" if not desc or desc.startswith("${") else desc
+        return run_awaitable(coroutine, self.loop)

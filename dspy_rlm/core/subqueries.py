@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 
 import dspy
 
-from dspy_rlm.core.budget import BudgetExceeded, CallBudget, UsageLedger
+from dspy_rlm.core.budget import CallBudget, UsageLedger
+from dspy_rlm.errors import BudgetExceeded
 from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.transcript import SubQueryRecord
 from dspy_rlm.observability.tracing import set_outputs, span

@@ -7,12 +7,12 @@ through `dspy.Tool`, so DSPy callbacks (and MLflow's Tool spans) see them.
 from __future__ import annotations
 
 import inspect
-import keyword
 from typing import Any, Awaitable, Callable
 
 from dspy.adapters.types.tool import Tool
 
 from dspy_rlm.core.outputs import TERMINATION_NAMES
+from dspy_rlm.sandbox import is_identifier
 
 SUB_QUERY_NAMES = ("llm_query", "llm_query_batched", "llm_batch")
 # Names the sandbox itself defines, or that guest code relies on being the stdlib's.
@@ -39,7 +39,7 @@ def normalize_tools(tools: list[Callable | Tool] | None) -> dict[str, Tool]:
             raise TypeError(f"Tool {value!r} is not callable; pass functions or dspy.Tool objects")
         tool = value if isinstance(value, Tool) else Tool(value)
         name = tool.name
-        if not name.isidentifier() or keyword.iskeyword(name):
+        if not is_identifier(name):
             raise ValueError(f"Invalid tool name {name!r}: it must be a Python identifier and not a keyword; "
                              "rename it with dspy.Tool(fn, name='valid_name')")
         if is_reserved(name):

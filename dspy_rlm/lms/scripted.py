@@ -19,13 +19,11 @@ from typing import Any, Callable, Mapping, Sequence
 import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage
 
+from dspy_rlm.errors import ScriptExhausted
+
 Answer = str | Mapping[str, Any]
 # A field's value runs to the next field header, or to ChatAdapter's closing "Respond with ..." line.
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with the corresponding output|\Z)", re.DOTALL)
-
-
-class ScriptExhausted(RuntimeError):
-    """A ScriptedLM was asked more often than its script has answers."""
 
 
 @dataclass(frozen=True)

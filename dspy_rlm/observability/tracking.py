@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
 import warnings
@@ -41,7 +40,6 @@ def setup_tracking(
     With `autolog`, DSPy autologging records compiles, evaluations and traces,
     and the span truncation processor is installed.
     """
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import mlflow
 
     from dspy_rlm.observability.tracing import install_truncation

@@ -1,13 +1,22 @@
 """The sandbox layer: runs Python steps in a pyeryx (CPython on WebAssembly) session.
 
-This package knows nothing of DSPy. The RLM module talks to it only through the
-names exported here.
+This package knows nothing of DSPy. The module layer talks to it only through the
+names exported here: the `CodeSandbox` protocol and its `StepResult`, the two eryx
+sandboxes that satisfy it, their limits, and the helpers host functions share.
 """
 
+from dspy_rlm.sandbox.inputs import is_identifier
 from dspy_rlm.sandbox.isolated import IsolatedSandbox
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import truncate_middle
-from dspy_rlm.sandbox.rewrite import RewriteError, make_awaitable
-from dspy_rlm.sandbox.session import Sandbox, StepResult
+from dspy_rlm.sandbox.protocol import (
+    RESTARTING_KINDS, CodeSandbox, ErrorKind, SandboxFactory, StepResult, check_factory, check_sandbox,
+)
+from dspy_rlm.sandbox.rewrite import make_awaitable
+from dspy_rlm.sandbox.session import Sandbox, run_awaitable
 
-__all__ = ["Sandbox", "IsolatedSandbox", "SandboxLimits", "StepResult", "RewriteError", "make_awaitable", "truncate_middle"]
+__all__ = [
+    "CodeSandbox", "SandboxFactory", "StepResult", "ErrorKind", "RESTARTING_KINDS", "check_factory", "check_sandbox",
+    "Sandbox", "IsolatedSandbox", "SandboxLimits",
+    "is_identifier", "make_awaitable", "run_awaitable", "truncate_middle",
+]

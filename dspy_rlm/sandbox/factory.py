@@ -19,11 +19,11 @@ from pathlib import Path
 import eryx
 from filelock import FileLock
 
+from dspy_rlm.settings import cache_dir
+
 __all__ = ["factory_path", "load_factory"]
 
 log = logging.getLogger(__name__)
-
-CACHE_DIR_ENV = "DSPY_RLM_CACHE_DIR"
 
 _factory: eryx.SandboxFactory | None = None
 _factory_lock = threading.Lock()
@@ -32,8 +32,7 @@ _factory_lock = threading.Lock()
 def factory_path() -> Path:
     """Where the factory is cached: `$DSPY_RLM_CACHE_DIR` or `~/.cache/dspy-rlm`,
     file `eryx-<pyeryx version>-<machine>.factory`."""
-    folder = os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "dspy-rlm"
-    return Path(folder).expanduser() / f"eryx-{eryx.__version__}-{platform.machine()}.factory"
+    return cache_dir() / f"eryx-{eryx.__version__}-{platform.machine()}.factory"
 
 
 def load_factory() -> eryx.SandboxFactory:

@@ -11,28 +11,34 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dspy_rlm.errors import InputsNotLoaded
 from dspy_rlm.sandbox.jsonsafe import encode_input
 
 # Names the guest's own machinery uses.
 RESERVED = frozenset({"invoke", "list_callbacks", "_rlm_submit"})
 
 
+def is_identifier(name: Any) -> bool:
+    """Whether `name` can be bound as a Python variable (an identifier, not a keyword)."""
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
+
+
 def check_names(inputs: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> None:
     """Refuse names the guest cannot bind, or that clash with its own machinery, with the fix."""
     for what, names in (("input", inputs), ("function", functions)):
         for name in names:
-            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-                raise ValueError(
+            if not is_identifier(name):
+                raise InputsNotLoaded(
                     f"{what} name {name!r} is not a valid Python identifier; rename it (e.g. 'context')"
                 )
             if name in RESERVED or name.startswith("__"):
-                raise ValueError(f"{what} name {name!r} is reserved by the sandbox; choose another name")
+                raise InputsNotLoaded(f"{what} name {name!r} is reserved by the sandbox; choose another name")
     for name, fn in functions.items():
         if not callable(fn):
             raise TypeError(f"function {name!r} is not callable (got {type(fn).__name__})")
     both = sorted(set(inputs) & set(functions))
     if both:
-        raise ValueError(f"{', '.join(both)} given both as an input and as a function; rename one of them")
+        raise InputsNotLoaded(f"{', '.join(both)} given both as an input and as a function; rename one of them")
 
 
 def write_inputs(folder: Path, inputs: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:

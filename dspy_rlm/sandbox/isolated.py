@@ -26,19 +26,23 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dspy_rlm.errors import InputsNotLoaded, SandboxClosed, SandboxError, SandboxUnavailable
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
-from dspy_rlm.sandbox.session import StepResult, call_host_function
+from dspy_rlm.sandbox.protocol import StepResult
+from dspy_rlm.sandbox.session import call_host_function
 
 __all__ = ["IsolatedSandbox", "WorkerDied"]
 
 _START_TIMEOUT_S = 300.0  # a first start may build the factory cache (about 50 s)
 _MARGIN_S = 30.0  # past the step's own limit, before a silent worker is given up on
-_ERROR_TYPES = {"ValueError": ValueError, "TypeError": TypeError, "RuntimeError": RuntimeError}
+# What the worker's sandbox may raise, raised again here with its type.
+_ERROR_TYPES = {cls.__name__: cls for cls in (ValueError, TypeError, SandboxError, SandboxClosed, SandboxUnavailable,
+                                               InputsNotLoaded)}
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(Exception):
     """The worker process ended (or stopped answering) before it replied."""
 
 
@@ -75,7 +79,7 @@ class IsolatedSandbox:
             done = worker.request({"op": "init", **self._init, "inputs": self._inputs}, _START_TIMEOUT_S)
         except WorkerDied as exc:
             self.close()
-            raise RuntimeError(f"the sandbox worker process could not start: {exc}") from None
+            raise SandboxUnavailable(f"the sandbox worker process could not start: {exc}") from None
         if "error" in done:
             self.close()
             raise _failure(done)
@@ -92,7 +96,7 @@ class IsolatedSandbox:
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         with self._lock:
             if self._worker is None:
-                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+                raise SandboxClosed()
             self._context = contextvars.copy_context()
             step_s = self._limits.step_timeout_s if timeout_s is None else min(timeout_s, self._limits.step_timeout_s)
             started = time.perf_counter()
@@ -114,13 +118,13 @@ class IsolatedSandbox:
         portable = {name: _portable(name, value) for name, value in inputs.items()}
         with self._lock:
             if self._worker is None:
-                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+                raise SandboxClosed()
             try:
                 done = self._worker.request({"op": "set_inputs", "inputs": portable},
                                             self._limits.step_timeout_s + _MARGIN_S)
             except WorkerDied as exc:
                 self._replace_worker(str(exc), time.perf_counter())
-                raise ValueError(f"the sandbox could not load the inputs {sorted(inputs)} ({exc}) and was "
+                raise InputsNotLoaded(f"the sandbox could not load the inputs {sorted(inputs)} ({exc}) and was "
                                  "restarted with the previous inputs; the model's variables were lost") from None
             if "error" in done:
                 raise _failure(done)
@@ -134,7 +138,7 @@ class IsolatedSandbox:
             self._start()
         except Exception as exc:
             self.close()
-            raise RuntimeError(f"the sandbox could not be restarted after its process ended and is now closed: "
+            raise SandboxUnavailable(f"the sandbox could not be restarted after its process ended and is now closed: "
                                f"{exc}") from exc
         lost_text = f"variables lost: {', '.join(lost)}" if lost else "no variables were lost"
         return StepResult(
@@ -164,8 +168,8 @@ class IsolatedSandbox:
 
 
 def _failure(done: dict[str, Any]) -> Exception:
-    """The worker's error as the exception the in-process Sandbox would raise (builtin types kept)."""
-    return _ERROR_TYPES.get(done["error_type"], RuntimeError)(done["error"])
+    """The worker's error as the exception the in-process Sandbox would raise (its type kept)."""
+    return _ERROR_TYPES.get(done["error_type"], SandboxError)(done["error"])
 
 
 def _portable(name: str, value: Any) -> Any:
@@ -221,7 +225,7 @@ class _Worker:
 
     def _answer(self, call: dict[str, Any]) -> None:
         call_host = self.call_host() if self.call_host is not None else None
-        answer = ({"error": "the sandbox was closed", "error_type": "RuntimeError"} if call_host is None
+        answer = ({"error": "the sandbox was closed", "error_type": "SandboxClosed"} if call_host is None
                   else call_host(call["name"], call["args"], call["kwargs"]))
         self._send({"op": "reply", "id": call["id"], **answer})
 

@@ -6,6 +6,8 @@ import math
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from dspy_rlm import settings
+
 __all__ = ["SandboxLimits"]
 
 
@@ -23,8 +25,8 @@ class SandboxLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    step_timeout_s: float = 60.0
-    memory_bytes: int = 2 * 1024**3
+    step_timeout_s: float = settings.STEP_TIMEOUT_S
+    memory_bytes: int = settings.MEMORY_MB * 2**20
     callback_timeout_s: float = 600.0
     max_callbacks_per_step: int = 10_000
 

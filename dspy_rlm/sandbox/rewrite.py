@@ -30,12 +30,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from dspy_rlm.errors import RewriteError
+
 __all__ = ["RewriteError", "make_awaitable"]
-
-
-class RewriteError(ValueError):
-    """Code calls an async sandbox function where it cannot be awaited (for example
-    inside a lambda). Message names the line, the function, and the fix."""
 
 
 # asyncio functions that take coroutine objects: (every positional argument is a

@@ -13,7 +13,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -26,9 +25,11 @@ from dspy_rlm.sandbox.factory import load_factory
 from dspy_rlm.sandbox.jsonsafe import to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
-from dspy_rlm.sandbox.rewrite import RewriteError, make_awaitable
+from dspy_rlm.sandbox.protocol import ErrorKind, StepResult
+from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, SandboxUnavailable
+from dspy_rlm.sandbox.rewrite import make_awaitable
 
-__all__ = ["Sandbox", "StepResult"]
+__all__ = ["Sandbox", "StepResult", "call_host_function", "run_awaitable"]
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +37,6 @@ _NO_FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({})
 _MAX_HOST_ERROR_CHARS = 2_000
 # Why the sandbox had to be restarted, as the restart note words it.
 _RESTART_CAUSE = {"timeout": "a timeout", "memory": "running out of memory", "fuel": "running out of fuel"}
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one step did. `stdout`/`stderr` are already truncated (head+tail)."""
-
-    stdout: str = ""
-    stderr: str = ""
-    error: str | None = None
-    error_kind: str | None = None  # syntax|exception|timeout|memory|fuel|callback_limit|crash|rewrite
-    submitted: bool = False
-    submission: Any = None
-    restarted: bool = False
-    lost_variables: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    callbacks: int = 0
-
-    @property
-    def observation(self) -> str:
-        """The text the model sees: stdout, stderr, error, then [notes]."""
-        parts = [p.rstrip("\n") for p in (self.stdout, self.stderr, self.error or "") if p and p.strip()]
-        parts += [f"[{note}]" for note in self.notes]
-        return "\n".join(parts) if parts else "(no output)"
 
 
 class _Step:
@@ -91,14 +68,21 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
+def run_awaitable(value: Any, loop: asyncio.AbstractEventLoop | None = None) -> Any:
+    """`value`, or its result if it is awaitable: run on `loop` (another thread's running
+    event loop, as under `acall`) when one is given, else to completion on this thread."""
+    if not inspect.isawaitable(value):
+        return value
+    if loop is not None:
+        return asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+    return asyncio.run(_awaited(value))
+
+
 def call_host_function(fn: Callable[..., Any], context: contextvars.Context, args: list, kwargs: dict) -> Any:
     """Call `fn` in a copy of `context` (calls may overlap, and a Context can't be entered by
     two threads at once); an async host function is run to completion on this thread."""
     context = context.copy()
-    value = context.run(fn, *args, **kwargs)
-    if inspect.isawaitable(value):
-        value = context.run(asyncio.run, _awaited(value))
-    return value
+    return context.run(lambda: run_awaitable(fn(*args, **kwargs)))
 
 
 def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callable[[str], Any]:
@@ -121,6 +105,23 @@ def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callab
 
     callback.__name__ = guest.CALLBACK_PREFIX + name
     return callback
+
+
+def classify_failure(exc: BaseException, step: _Step) -> tuple[ErrorKind, str]:
+    """Why eryx stopped a step, from the exception it raised: (kind, detail).
+
+    eryx 0.11 raises one `ResourceLimitError` for fuel and memory alike, so its message
+    is the only way to tell them apart; `eryx.TimeoutError` is not an `EryxError`; and
+    a callback refused at the step's deadline suspends the guest (an `ExecutionError`)."""
+    if isinstance(exc, eryx.TimeoutError):
+        return "timeout", ""
+    if isinstance(exc, eryx.ResourceLimitError):
+        return ("fuel" if "fuel" in str(exc).lower() else "memory"), str(exc)
+    if step.timed_out:
+        return "timeout", ""
+    if "MemoryError" in str(exc):  # the guest's own MemoryError, outside the step runner (loading inputs)
+        return "memory", str(exc)
+    return "crash", str(exc)
 
 
 def _well_formed(report: Any) -> bool:
@@ -225,7 +226,7 @@ class Sandbox:
         guest.boot_done(booted.result)
         report = self._session.execute(guest.step_code(self._setup_code, None, "<setup>", seal=True)).result
         if report.get("error"):
-            raise ValueError(f"setup_code failed:\n{report['error']}")
+            raise SandboxUnavailable(f"setup_code failed:\n{report['error']}")
         self._variables = []
         self._async_names = set(self._function_names) | set(report["async"])
 
@@ -236,16 +237,16 @@ class Sandbox:
         to the constructor (a variable of that name is overwritten), and is re-mounted
         after any restart. It costs a file write and a guest load per value, so pass
         only values that changed. If the guest cannot load them (memory cap), it is
-        restarted with the previous inputs and ValueError is raised."""
+        restarted with the previous inputs and InputsNotLoaded is raised."""
         if not inputs:
             return
         mount.check_names(inputs, {})
         clashing = sorted(set(inputs) & set(self._function_names))
         if clashing:
-            raise ValueError(f"{', '.join(clashing)} given both as an input and as a function; rename one of them")
+            raise InputsNotLoaded(f"{', '.join(clashing)} given both as an input and as a function; rename one of them")
         with self._lock:
             if self._session is None:
-                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+                raise SandboxClosed()
             self._input_writes += 1
             # New file names: the files of the current inputs stay valid for a restart.
             added = mount.write_inputs(Path(self._folder), inputs, prefix=f"v{self._input_writes}.")
@@ -253,17 +254,18 @@ class Sandbox:
             self._shared.step = step
             try:
                 report = self._session.execute(guest.set_inputs_code(added)).result
-                if not isinstance(report, dict) or "variables" not in report:
-                    raise RuntimeError("the guest did not report back")
+                failure = None if isinstance(report, dict) and "variables" in report else \
+                    ("crash", "the guest did not report back")
             except Exception as exc:  # e.g. over the memory cap: the guest may hold part of them
+                failure = classify_failure(exc, step)
+            if failure is not None:
                 mount.remove_files(self._folder, added)
-                self._recover(("memory" if "memory" in str(exc).lower() else "crash", str(exc)),
-                              step, time.perf_counter())
-                lines = [line for line in str(exc).splitlines() if line.strip()]
-                raise ValueError(
-                    f"the sandbox could not load the inputs {sorted(inputs)} ({lines[-1] if lines else repr(exc)}) "
+                self._recover(failure, step, time.perf_counter())
+                lines = [line for line in failure[1].splitlines() if line.strip()]
+                raise InputsNotLoaded(
+                    f"the sandbox could not load the inputs {sorted(inputs)} ({lines[-1] if lines else failure[0]}) "
                     "and was restarted with the previous inputs; the model's variables were lost"
-                ) from exc
+                )
             mount.remove_files(self._folder, [spec for spec in self._inputs if spec[0] in inputs])
             self._inputs = [spec for spec in self._inputs if spec[0] not in inputs] + added
             self._variables = list(report["variables"])
@@ -284,7 +286,7 @@ class Sandbox:
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         with self._lock:
             if self._session is None:
-                raise RuntimeError("this Sandbox is closed; create a new Sandbox to run more code")
+                raise SandboxClosed()
             self._set_step_timeout(self._limits.step_timeout_s if timeout_s is None
                                    else max(min(timeout_s, self._limits.step_timeout_s), 0.001))
             return self._run(code, time.perf_counter())
@@ -320,12 +322,8 @@ class Sandbox:
         try:
             report = self._session.execute(snippet).result
             failure = None if _well_formed(report) else ("crash", "no report, or a malformed one")
-        except eryx.TimeoutError:  # not an EryxError subclass
-            failure = ("timeout", "")
-        except eryx.ResourceLimitError as exc:
-            failure = ("fuel" if "fuel" in str(exc).lower() else "memory", str(exc))
-        except Exception as exc:  # ExecutionError (trap, suspension) or anything unexpected
-            failure = ("timeout", "") if step.timed_out else ("crash", str(exc))
+        except Exception as exc:
+            failure = classify_failure(exc, step)
         if failure is not None:
             return self._recover(failure, step, start)
         return self._result(report, step, start)
@@ -353,7 +351,7 @@ class Sandbox:
             callbacks=step.calls,
         )
 
-    def _recover(self, failure: tuple[str, str], step: _Step, start: float) -> StepResult:
+    def _recover(self, failure: tuple[ErrorKind, str], step: _Step, start: float) -> StepResult:
         """Reset the guest after a step it could not finish, and say what was lost."""
         kind, detail = failure
         if kind == "crash":
@@ -368,7 +366,7 @@ class Sandbox:
         except Exception as exc:
             self._session = None
             self._cleanup()
-            raise RuntimeError(
+            raise SandboxUnavailable(
                 f"the sandbox could not be restarted after a {kind} and is now closed: {exc}"
             ) from exc
         cause = _RESTART_CAUSE.get(kind, "a crash")

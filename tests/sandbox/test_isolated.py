@@ -11,6 +11,7 @@ import dspy
 import pytest
 from pydantic import BaseModel
 
+from dspy_rlm.errors import SandboxClosed, SandboxUnavailable
 from dspy_rlm import RLM, ScriptedLM
 from dspy_rlm.sandbox import IsolatedSandbox, SandboxLimits
 from dspy_rlm.sandbox import isolated as isolated_module
@@ -86,7 +87,7 @@ def test_a_closed_sandboxs_worker_serves_the_next_sandbox_with_nothing_left_over
     first.run("secret = 42")
     process = first._worker.process
     first.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(SandboxClosed):
         first.run("1")
     assert process.poll() is None and len(isolated_module._idle) <= isolated_module.IDLE_WORKERS
     later = [make_isolated({"context": "second"}) for _ in range(isolated_module.IDLE_WORKERS)]
@@ -106,7 +107,7 @@ def test_dropping_a_sandbox_ends_its_worker():
 def test_bad_input_is_refused_before_a_worker_starts():
     with pytest.raises(ValueError, match="not a valid Python identifier"):
         IsolatedSandbox({"not a name": 1})
-    with pytest.raises(ValueError, match="setup_code failed"):
+    with pytest.raises(SandboxUnavailable, match="setup_code failed"):
         IsolatedSandbox({}, setup_code="1 / 0")
 
 

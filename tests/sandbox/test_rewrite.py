@@ -13,7 +13,8 @@ import traceback
 
 import pytest
 
-from dspy_rlm.sandbox.rewrite import RewriteError, make_awaitable
+from dspy_rlm.errors import RewriteError
+from dspy_rlm.sandbox.rewrite import make_awaitable
 
 HOST = {"llm_query", "llm_query_batched"}
 

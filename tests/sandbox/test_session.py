@@ -15,6 +15,7 @@ import time
 import pytest
 from pydantic import BaseModel
 
+from dspy_rlm.errors import SandboxClosed, SandboxUnavailable
 from dspy_rlm.sandbox import Sandbox, SandboxLimits, StepResult
 
 pytestmark = pytest.mark.usefixtures("eryx_factory")
@@ -505,7 +506,7 @@ def test_network_is_off(make):
 
 def test_setup_code_errors_fail_construction_without_leaking(make):
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "dspy-rlm-inputs-*")))
-    with pytest.raises(ValueError, match="(?s)setup_code failed:.*NameError"):
+    with pytest.raises(SandboxUnavailable, match="(?s)setup_code failed:.*NameError"):
         Sandbox({"c": "x"}, setup_code="undefined_name")
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "dspy-rlm-inputs-*"))) == before
 
@@ -518,7 +519,7 @@ def test_close_is_idempotent_and_final(make):
         ok(sb, "y = 1")
     assert not os.path.exists(folder)
     sb.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(SandboxClosed):
         sb.run("print(1)")
 
 

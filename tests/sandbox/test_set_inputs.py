@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from dspy_rlm.errors import InputsNotLoaded, SandboxClosed
 from dspy_rlm.sandbox import SandboxLimits
 
 pytestmark = pytest.mark.usefixtures("eryx_factory")
@@ -52,7 +53,7 @@ def test_names_are_checked(make):
 def test_an_input_over_the_memory_cap_restarts_with_the_previous_inputs(make):
     sb = make({"keep": "kept"}, limits=SandboxLimits(memory_bytes=64 * 2**20))
     sb.run("mine = 1")
-    with pytest.raises(ValueError, match="could not load the inputs"):
+    with pytest.raises(InputsNotLoaded, match="could not load the inputs"):
         sb.set_inputs({"big": "x" * (100 * 2**20)})
     r = sb.run("print(keep, 'big' in globals(), 'mine' in globals())")
     assert r.stdout == "kept False False\n"
@@ -61,6 +62,6 @@ def test_an_input_over_the_memory_cap_restarts_with_the_previous_inputs(make):
 def test_closed_sandbox_refuses(make):
     sb = make()
     sb.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(SandboxClosed):
         sb.set_inputs({"a": 1})
     sb.set_inputs({})  # nothing to do is not an error

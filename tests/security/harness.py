@@ -77,6 +77,5 @@ def _report(code: str, mode: str) -> dict:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     reports = [_report(code, sys.argv[1]) for code in json.loads(sys.stdin.read())]
     print(json.dumps(reports))

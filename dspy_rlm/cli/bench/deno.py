@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dspy.primitives.python_interpreter import PythonInterpreter
 
+from dspy_rlm import settings
 from dspy_rlm.cli.bench.setups import peak_rss_mb
 
 NPM_PACKAGE = "deno@^2"  # dspy.PythonInterpreter wants Deno >=2,<3
@@ -102,8 +103,7 @@ class DenoRuntime:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("DSPY_RLM_CACHE_DIR") or Path.home() / ".cache" / "dspy-rlm"
-    return Path(base).expanduser() / "deno"
+    return settings.cache_dir() / "deno"
 
 
 def _run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:

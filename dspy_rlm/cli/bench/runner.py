@@ -103,7 +103,7 @@ def run_bench(suite: str = "compare", quick: bool = False, out: str | Path = "be
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan(suite, quick, only)
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": _pythonpath()}
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
     deno, unavailable = None, {}
     if "a" in {job["setup"] for job in jobs}:
         from dspy_rlm.cli.bench.deno import ensure_deno

@@ -39,11 +39,9 @@ def build_module(setup: str, signature: str, *, max_iters: int, max_llm_calls: i
     if setup in ("c", "c_floor"):
         from dspy_rlm import RLM
 
-        if setup == "c_floor":
-            import dspy_rlm.core.run
-
-            dspy_rlm.core.run.Sandbox = ExecSandbox  # this worker process only
         extra = {"max_concurrency": max_concurrency} if max_concurrency else {}
+        if setup == "c_floor":
+            extra["sandbox_factory"] = ExecSandbox
         return RLM(signature, max_iters=max_iters, max_llm_calls=max_llm_calls, sub_lm=sub_lm, **extra)
     if setup == "a":
         from dspy_rlm.cli.bench.deno import OfflinePythonInterpreter as factory
@@ -120,7 +118,7 @@ class ExecInterpreter:
 
 
 class ExecSandbox:
-    """Stands in for `dspy_rlm.sandbox.Sandbox` with an in-process `exec` (same interface)."""
+    """A `dspy_rlm.sandbox.CodeSandbox` that `exec`s code in the host process: the core suite's floor."""
 
     def __init__(self, inputs: dict[str, Any], functions: dict[str, Callable[..., Any]] | None = None, *,
                  setup_code: str = "", **_: Any) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -204,7 +203,6 @@ def run_job(job: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     entered = time.time()
     job = json.loads((argv or sys.argv[1:])[0])
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     logging.disable(logging.WARNING)  # dspy.RLM warns once per call that EryxInterpreter has no facade
     try:
         result = run_job(job)
