@@ -18,7 +18,7 @@ from typing import Any
 import dspy
 from rich.console import Console
 
-from dspy_rlm import RLM
+from dspy_rlm import RLM, settings
 from dspy_rlm.observability.progress import RLMProgress
 from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
 from dspy_rlm.lms.simulated.strategies import strategy_probabilities
@@ -39,7 +39,7 @@ def run_demo(
     sub_model: str | None = None,
     latency: float = 0.0,
     hint: bool = True,
-    tracking_uri: str | None = "sqlite:///mlflow.db",
+    tracking_uri: str | None = settings.TRACKING_URI,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Generate one task, run the RLM on it with a progress display, score it; return the figures.

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Callable
 
+from dspy_rlm import settings
+
 
 def _checked(convert: Callable[[str], float], expected: str, allowed: Callable[[float], bool],
              rule: str) -> Callable[[str], float]:
@@ -38,7 +40,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--latency", type=_seconds, default=0.0, help="simulated seconds per model call")
     demo.add_argument("--no-hint", dest="hint", action="store_false",
                       help="run the bare prompt, without the family's one-line advice in the instructions")
-    demo.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
+    demo.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
 
 
 def _add_serve_sim(commands: argparse._SubParsersAction) -> None:
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (about 2 minutes)")
     bench.add_argument("--out", default="bench_results", help="folder for the JSON, markdown and PNG results")
-    bench.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store ('' to disable)")
+    bench.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
     bench.add_argument("--only", type=lambda text: [w for w in text.split(",") if w],
                        help="comma-separated workloads: start,iterations,context,batched,threads")
     from dspy_rlm.optimizers.cli import add_parser as add_optimize  # argparse only; the optimizers load on use

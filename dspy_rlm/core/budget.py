@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import Any, Iterator
 
 from dspy.utils.usage_tracker import UsageTracker, track_usage
@@ -83,8 +84,8 @@ class UsageLedger:
         role_tokens = {role: _zero_tokens() for role in self.ROLES}
         for role, per_lm in by_role.items():
             for lm, usage in per_lm.items():
-                _add_tokens(by_model.setdefault(lm, _zero_tokens()), usage)
-                _add_tokens(role_tokens[role], usage)
+                add_counts(by_model.setdefault(lm, _zero_tokens()), usage, only=_TOKEN_KEYS)
+                add_counts(role_tokens[role], usage, only=_TOKEN_KEYS)
         costs = [estimate_cost(lm, t["prompt_tokens"], t["completion_tokens"]) for lm, t in by_model.items()]
         known = [c for c in costs if c is not None]
         return {
@@ -101,12 +102,18 @@ class UsageLedger:
         }
 
 
+_TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 def _zero_tokens() -> dict[str, int]:
-    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return dict.fromkeys(_TOKEN_KEYS, 0)
 
 
-def _add_tokens(totals: dict[str, int], usage: dict[str, Any]) -> None:
-    for key in totals:
-        value = usage.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            totals[key] += value
+def add_counts(totals: dict[str, int], counts: Mapping[str, Any], only: Iterable[str] | None = None) -> dict[str, int]:
+    """Add the whole-number counts in `counts` to `totals` key by key (only the keys `only` names);
+    missing, None and non-numeric values count as nothing. Returns `totals`."""
+    for key in (counts if only is None else only):
+        value = counts.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals

@@ -17,13 +17,13 @@ all spans, for users who want it everywhere:
 from __future__ import annotations
 
 import contextlib
-import os
+import sys
 import threading
 from typing import Any, Iterator
 
-import sys
+from dspy_rlm import settings
 
-SPAN_VALUE_CHARS = int(os.environ.get("DSPY_RLM_SPAN_VALUE_CHARS", "2000"))
+SPAN_VALUE_CHARS = settings.SPAN_VALUE_CHARS  # changed at run time by set_span_value_limit
 MAX_LIST_ITEMS = 50
 _RLM_TRACES: dict[str, None] = {}  # trace ids holding an RLM call (insertion-ordered, bounded)
 _MAX_REMEMBERED_TRACES = 10_000

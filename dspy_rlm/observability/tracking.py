@@ -22,7 +22,10 @@ from typing import Any
 
 import dspy
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from dspy_rlm import settings
+from dspy_rlm.core.budget import add_counts
+
+DEFAULT_TRACKING_URI = settings.TRACKING_URI
 PARAM_VALUE_CHARS = 6000  # MLflow's limit for one param value
 _SECRET = re.compile(r"api[_-]?key|secret|token(?!s)|password|authorization|bearer|credential", re.IGNORECASE)
 REDACTED = "[REDACTED]"
@@ -185,10 +188,10 @@ def usage_summary(usage_by_model: Mapping[str, Any]) -> dict[str, dict[str, int]
 
 
 def add_usage(total: dict[str, dict[str, int]], part: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Add per-model counts (`{model: {"calls": n, "total_tokens": n, ...}}`) into `total`."""
     for model, counts in part.items():
-        into = total.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-        for key, value in counts.items():
-            into[key] = into.get(key, 0) + int(value or 0)
+        add_counts(total.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
+                   counts)
     return total
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from dspy_rlm import settings
 from dspy_rlm.cli.bench import report as rep
 from dspy_rlm.cli.bench.setups import SETUPS, SUITES
 from dspy_rlm.cli.bench.workloads import MARKER
@@ -92,7 +93,7 @@ def machine(deno_version: str | None) -> dict[str, Any]:
 
 
 def run_bench(suite: str = "compare", quick: bool = False, out: str | Path = "bench_results",
-              tracking_uri: str | None = "sqlite:///mlflow.db", only: list[str] | None = None,
+              tracking_uri: str | None = settings.TRACKING_URI, only: list[str] | None = None,
               console: Console | None = None) -> dict:
     """Run a suite, print its table, and save JSON, markdown and a PNG under `out`
     (and an MLflow run, unless `tracking_uri` is empty). Returns the report."""
