@@ -5,6 +5,7 @@ names exported here: the `CodeSandbox` protocol and its `StepResult`, the two er
 sandboxes that satisfy it, their limits, and the helpers host functions share.
 """
 
+from dspy_rlm.sandbox.hostcalls import run_awaitable
 from dspy_rlm.sandbox.inputs import is_identifier
 from dspy_rlm.sandbox.isolated import IsolatedSandbox
 from dspy_rlm.sandbox.limits import SandboxLimits
@@ -13,7 +14,7 @@ from dspy_rlm.sandbox.protocol import (
     RESTARTING_KINDS, CodeSandbox, ErrorKind, SandboxFactory, StepResult, check_factory, check_sandbox,
 )
 from dspy_rlm.sandbox.rewrite import make_awaitable
-from dspy_rlm.sandbox.session import Sandbox, run_awaitable
+from dspy_rlm.sandbox.session import Sandbox
 
 __all__ = [
     "CodeSandbox", "SandboxFactory", "StepResult", "ErrorKind", "RESTARTING_KINDS", "check_factory", "check_sandbox",

@@ -31,7 +31,7 @@ from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.protocol import StepResult
-from dspy_rlm.sandbox.session import call_host_function
+from dspy_rlm.sandbox.hostcalls import call_host_function
 
 __all__ = ["IsolatedSandbox", "WorkerDied"]
 

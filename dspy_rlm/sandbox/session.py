@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import inspect
 import json
 import logging
 import shutil
@@ -19,17 +17,18 @@ from typing import Any
 
 import eryx
 
+from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, SandboxUnavailable
 from dspy_rlm.sandbox import guest, nesting
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.factory import load_factory
+from dspy_rlm.sandbox.hostcalls import call_host_function
 from dspy_rlm.sandbox.jsonsafe import to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
 from dspy_rlm.sandbox.protocol import ErrorKind, StepResult
-from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, SandboxUnavailable
 from dspy_rlm.sandbox.rewrite import make_awaitable
 
-__all__ = ["Sandbox", "StepResult", "call_host_function", "run_awaitable"]
+__all__ = ["Sandbox"]
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +61,6 @@ class _Shared:
         self.step = _Step(float("inf"), contextvars.copy_context())
         self.stdout = OutputBuffer(max_output_chars)
         self.stderr = OutputBuffer(max_output_chars)
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def run_awaitable(value: Any, loop: asyncio.AbstractEventLoop | None = None) -> Any:
-    """`value`, or its result if it is awaitable: run on `loop` (another thread's running
-    event loop, as under `acall`) when one is given, else to completion on this thread."""
-    if not inspect.isawaitable(value):
-        return value
-    if loop is not None:
-        return asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
-    return asyncio.run(_awaited(value))
-
-
-def call_host_function(fn: Callable[..., Any], context: contextvars.Context, args: list, kwargs: dict) -> Any:
-    """Call `fn` in a copy of `context` (calls may overlap, and a Context can't be entered by
-    two threads at once); an async host function is run to completion on this thread."""
-    context = context.copy()
-    return context.run(lambda: run_awaitable(fn(*args, **kwargs)))
 
 
 def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callable[[str], Any]:
