@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dspy_rlm import settings
 from dspy_rlm.errors import InputsNotLoaded, SandboxClosed, SandboxError, SandboxUnavailable
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
@@ -56,7 +57,7 @@ class IsolatedSandbox:
         *,
         limits: SandboxLimits = SandboxLimits(),
         setup_code: str = "",
-        max_output_chars: int = 10_000,
+        max_output_chars: int = settings.MAX_OUTPUT_CHARS,
     ) -> None:
         mount.check_names(inputs, functions)  # before the inputs are converted; the rest the worker checks
         self._inputs = {name: _portable(name, value) for name, value in inputs.items()}

@@ -17,6 +17,7 @@ from typing import Any
 
 import eryx
 
+from dspy_rlm import settings
 from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, SandboxUnavailable
 from dspy_rlm.sandbox import guest, nesting
 from dspy_rlm.sandbox import inputs as mount
@@ -138,7 +139,7 @@ class Sandbox:
         *,
         limits: SandboxLimits = SandboxLimits(),
         setup_code: str = "",
-        max_output_chars: int = 10_000,
+        max_output_chars: int = settings.MAX_OUTPUT_CHARS,
     ) -> None:
         mount.check_names(inputs, functions)
         if max_output_chars <= 0:
