@@ -95,7 +95,7 @@ def _optimize(args: argparse.Namespace) -> Any:
 
 
 def _print_result(result: Any) -> None:
-    from dspy_rlm.cli.report import print_figures
+    from dspy_rlm.observability.report import print_figures
 
     kind = "simulated model: these scores measure the pipeline, not a model" if result.model.startswith("sim") \
         else result.model

@@ -7,13 +7,13 @@
 A comparison ("is A more common than B?") becomes two counts, a ranking
 ("which label is the most common?") one count per label; each count is one
 RLM call over the whole context, and the last step compares the counts.
-Other questions go to the RLM unchanged. With the simulated model, the
-decomposition and the combination come from `simulated_respond`.
+Other questions go to the RLM unchanged. The program knows nothing of the
+simulated model: the OOLONG family's world answers its outer steps
+(`dspy_rlm.programs.families.oolong.OolongWorld.respond`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import dspy
@@ -63,39 +63,3 @@ def _last_sentence(question: str) -> str:
     """The question without a shared preamble, for readable findings."""
     return question.rsplit("Answer the following: ", 1)[-1]
 
-
-# ---- the simulated model's reading of this program's outer steps (used by the OOLONG world) ----
-
-def simulated_respond(inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-    """Split comparisons and rankings into counts; compare the counts."""
-    from dspy_rlm.programs.families.labels import LABELS
-    from dspy_rlm.programs.families.oolong import PREAMBLE, QUESTIONS, relation
-
-    def count_question(label: str) -> str:
-        return PREAMBLE + QUESTIONS["count"].format(a=label)
-
-    question = inputs.get("question", "")
-    plan_kind = _kind(question)
-    if outputs == ["sub_questions"]:
-        if plan_kind and plan_kind[0] == "compare":
-            return {"sub_questions": [count_question(plan_kind[1]), count_question(plan_kind[2])]}
-        if plan_kind and plan_kind[0] in ("most", "least"):
-            return {"sub_questions": [count_question(label) for label in LABELS]}
-        return {"sub_questions": [question]}
-    if outputs == ["answer"] and "findings" in inputs:
-        counts = {label: int(n) for label, n in re.findall(r"label '([^']+)'.*? -> \D*?(\d+)", inputs["findings"])}
-        if plan_kind and plan_kind[0] == "compare" and {plan_kind[1], plan_kind[2]} <= set(counts):
-            a, b = plan_kind[1], plan_kind[2]
-            return {"answer": f"{a} is {relation(counts[a], counts[b])} {b}"}
-        if plan_kind and plan_kind[0] in ("most", "least") and counts:
-            return {"answer": (max if plan_kind[0] == "most" else min)(counts, key=counts.get)}
-        return {"answer": inputs["findings"].rsplit("-> ", 1)[-1]}
-    return None
-
-
-def _kind(question: str) -> tuple[str, ...] | None:
-    found = re.search(r"Is label '([^']+)' more common, less common, or the same frequency as label '([^']+)'", question)
-    if found:
-        return ("compare", *found.groups())
-    found = re.search(r"Which label is the (most|least) common", question)
-    return (found.group(1),) if found else None

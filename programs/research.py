@@ -4,9 +4,9 @@
     result = program(context=documents, query=riddle)
     result.cited_answer    # "Ada Venn [doc 12] [doc 40]"
 
-Works on the multi-hop family (`context` is a list of documents). With the
-simulated model, the rewrite step returns the question unchanged and the
-citation step cites every passage it is given (`simulated_respond`).
+Works on the multi-hop family (`context` is a list of documents). The
+program knows nothing of the simulated model: the multi-hop family's world
+answers its outer steps (`dspy_rlm.programs.families.multihop.MultiHopWorld.respond`).
 """
 
 from __future__ import annotations
@@ -62,12 +62,3 @@ def citation_recall(gold: dspy.Example, pred: dspy.Prediction) -> float:
     expected = set(gold.evidence)
     return len(cited & expected) / len(expected) if expected else 1.0
 
-
-def simulated_respond(inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-    """The simulated model on this program's outer steps (used by the multi-hop family's world)."""
-    if outputs == ["search_question"]:
-        return {"search_question": inputs.get("question", "")}  # a weak rewriter: it keeps the question
-    if outputs == ["cited_answer"]:  # every passage given is evidence the RLM gathered for the chain
-        tags = re.findall(r"^\[doc (\d+)\]", inputs.get("passages", ""), re.MULTILINE)
-        return {"cited_answer": " ".join([inputs.get("answer", "").strip(), *(f"[doc {tag}]" for tag in tags)])}
-    return None

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from dspy_rlm.cli.demo import run_demo
         from dspy_rlm.errors import LMFailure
-        from dspy_rlm.cli.report import print_figures
+        from dspy_rlm.observability.report import print_figures
 
         try:
             figures = run_demo(args.family, args.size, args.seed, model=args.model, sub_model=args.sub_model,

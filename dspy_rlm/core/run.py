@@ -22,8 +22,8 @@ from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.outputs import parse_submission, termination_code
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
-from dspy_rlm.core.transcript import CodeProblem, Step, extract_code, format_history, format_iteration, format_variables
-from dspy_rlm.errors import LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError
+from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_history, format_iteration, format_variables
+from dspy_rlm.errors import CodeProblem, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError
 from dspy_rlm.observability.tracing import set_outputs, span
 from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
 
@@ -280,7 +280,8 @@ class RLMRun:
                        "Answer with the `reasoning` and `code` fields, the code in a ```python block.")
         self._record(iteration, "", "", message, "generation", time.perf_counter())
 
-    def _record(self, iteration: int, reasoning: str, code: str, output: str, error: str | None, started: float) -> None:
+    def _record(self, iteration: int, reasoning: str, code: str, output: str, error: StepErrorKind | None,
+                started: float) -> None:
         step = Step(
             iteration=iteration, reasoning=reasoning or "", code=code, output=output, error=error,
             seconds=round(time.perf_counter() - started, 4), sub_queries=self.sub_queries.take_records(),

@@ -12,7 +12,6 @@ when the REPL history shows it). A status line counts steps and sub-queries.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from typing import Any, Iterator
 
@@ -20,7 +19,7 @@ from dspy.utils.callback import BaseCallback
 from rich.console import Console
 from rich.markup import escape
 
-_OUTPUT = re.compile(r"Output \([\d,]+ chars\):\n(.*)\Z", re.DOTALL)
+from dspy_rlm.core.transcript import parse_history
 
 
 class RLMProgress(BaseCallback):
@@ -73,11 +72,10 @@ class RLMProgress(BaseCallback):
 
     def show_output(self, history: str) -> None:
         """Print the head of the last step's output in a REPL history."""
-        last = history.rsplit("=== Step ", 1)[-1] if "=== Step " in history else ""
-        found = _OUTPUT.search(last)
-        if not found:
+        entries = parse_history(history)
+        if not entries:
             return
-        lines = found.group(1).strip().splitlines()
+        lines = entries[-1].output.strip().splitlines()
         shown = lines[: self.output_lines]
         if len(lines) > self.output_lines:
             shown.append(f"... ({len(lines) - self.output_lines} more lines)")

@@ -7,6 +7,10 @@ town hosting it -> competition held there -> that competition's winner in a
 given year. Hard negatives: towns with near-duplicate names and their own
 competitions, a festival named after a similar dish, and the same
 competition's winners in other years. Scored by exact match of the name.
+
+`MultiHopWorld` is the simulated model's knowledge of the family, including the
+outer steps of the example program `dspy_rlm.programs.research` (which knows
+nothing of the simulated model).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def _pattern(template: str) -> re.Pattern:
     return re.compile("".join(f"(?P<{p[1:-1]}>{SLOTS[p[1:-1]]})" if p.startswith("{") else re.escape(p) for p in parts))
 
 
+_PASSAGE_TAG = re.compile(r"^\[doc (\d+)\]", re.MULTILINE)  # ResearchQA's passages start with their tag
 _FACT_PATTERNS = [(relation, _pattern(t)) for relation, templates in FACTS.items() for t in templates]
 
 
@@ -212,10 +217,13 @@ class MultiHopWorld:
         return NONE
 
     def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-        """Outer steps of `dspy_rlm.programs.research` (rewrite the question, cite the answer)."""
-        from dspy_rlm.programs.research import simulated_respond
-
-        return simulated_respond(inputs, outputs)
+        """Outer steps of `dspy_rlm.programs.research.ResearchQA` (rewrite the question, cite the answer)."""
+        if outputs == ["search_question"]:
+            return {"search_question": inputs.get("question", "")}  # a weak rewriter: it keeps the question
+        if outputs == ["cited_answer"]:  # every passage given is evidence the RLM gathered for the chain
+            tags = _PASSAGE_TAG.findall(inputs.get("passages", ""))
+            return {"cited_answer": " ".join([inputs.get("answer", "").strip(), *(f"[doc {tag}]" for tag in tags)])}
+        return None
 
 
 def _lookup(kind: str, asked: tuple[str, ...], facts: list[tuple[str, dict[str, str]]], mistake: bool) -> str:

@@ -3,6 +3,10 @@
 Questions count, compare and rank the hidden labels of all lines, or of the
 lines of some users or after a date. Numeric answers score 0.75^|error|
 (the paper's scorer); comparisons and labels score by exact match.
+
+`OolongWorld` is the simulated model's knowledge of the family, including the
+outer steps of the example program `dspy_rlm.programs.aggregate` (which knows
+nothing of the simulated model).
 """
 
 from __future__ import annotations
@@ -158,7 +162,50 @@ class OolongWorld(LabelledLinesWorld):
     make_plan = staticmethod(_plan)
 
     def respond(self, inputs: dict[str, str], outputs: list[str]) -> dict[str, Any] | None:
-        """Outer steps of `dspy_rlm.programs.aggregate`: split a comparison into counts, and compare counts."""
-        from dspy_rlm.programs.aggregate import simulated_respond
+        """Outer steps of `dspy_rlm.programs.aggregate.DecomposeAggregate`: split a comparison or a ranking
+        into counts (`sub_questions`), and answer from the counts (`answer` given `findings`)."""
+        question = inputs.get("question", "")
+        if outputs == ["sub_questions"]:
+            return {"sub_questions": _split(question)}
+        if outputs == ["answer"] and "findings" in inputs:
+            return {"answer": _combine(question, inputs["findings"])}
+        return None
 
-        return simulated_respond(inputs, outputs)
+
+# The simulated model reads the whole question (preamble included), so these search, not match at the start.
+_OUTER_COMPARE = re.compile(r"Is label '([^']+)' more common, less common, or the same frequency as label '([^']+)'")
+_OUTER_RANK = re.compile(r"Which label is the (most|least) common")
+_FINDING = re.compile(r"label '([^']+)'.*? -> \D*?(\d+)")  # "...label 'x'... -> Answer: 12"
+
+
+def _outer_kind(question: str) -> tuple[str, ...] | None:
+    """("compare", a, b), ("most",) or ("least",): the questions the decomposition splits; None for others."""
+    found = _OUTER_COMPARE.search(question)
+    if found:
+        return ("compare", *found.groups())
+    found = _OUTER_RANK.search(question)
+    return (found.group(1),) if found else None
+
+
+def _count_question(label: str) -> str:
+    return PREAMBLE + QUESTIONS["count"].format(a=label)
+
+
+def _split(question: str) -> list[str]:
+    kind = _outer_kind(question)
+    if kind and kind[0] == "compare":
+        return [_count_question(kind[1]), _count_question(kind[2])]
+    if kind and kind[0] in ("most", "least"):
+        return [_count_question(label) for label in LABELS]
+    return [question]
+
+
+def _combine(question: str, findings: str) -> str:
+    kind = _outer_kind(question)
+    counts = {label: int(n) for label, n in _FINDING.findall(findings)}
+    if kind and kind[0] == "compare" and {kind[1], kind[2]} <= set(counts):
+        a, b = kind[1], kind[2]
+        return f"{a} is {relation(counts[a], counts[b])} {b}"
+    if kind and kind[0] in ("most", "least") and counts:
+        return (max if kind[0] == "most" else min)(counts, key=counts.get)
+    return findings.rsplit("-> ", 1)[-1]

@@ -27,7 +27,7 @@ from pathlib import Path
 from dspy.primitives.python_interpreter import PythonInterpreter
 
 from dspy_rlm import settings
-from dspy_rlm.cli.bench.setups import peak_rss_mb
+from dspy_rlm.cli.bench.memory import peak_rss_mb
 
 NPM_PACKAGE = "deno@^2"  # dspy.PythonInterpreter wants Deno >=2,<3
 PYPI_PACKAGE = "deno>=2.4.5,<3"  # the dspy[deno] pin

@@ -84,11 +84,12 @@ def machine(deno_version: str | None) -> dict[str, Any]:
             ram = int(next(line for line in info if line.startswith("MemTotal")).split()[1]) / 2**20
     except (OSError, StopIteration):
         pass
+    from importlib.metadata import version
+
     import dspy
-    import eryx
 
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "ram_gib": ram, "python": platform.python_version(),
-            "platform": platform.platform(), "dspy": dspy.__version__, "pyeryx": eryx.__version__,
+            "platform": platform.platform(), "dspy": dspy.__version__, "pyeryx": version("pyeryx"),
             "deno": deno_version, "load_before": os.getloadavg()[0]}
 
 

@@ -165,15 +165,3 @@ class ExecSandbox:
 
     def close(self) -> None:
         self._globals.clear()
-
-
-def peak_rss_mb(pid: int | str = "self") -> float | None:
-    """VmHWM of a live process in MiB (None where /proc is unavailable)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None

@@ -178,7 +178,8 @@ def threads(job: dict, build) -> dict:
 
 def run_job(job: dict) -> dict:
     """Run one job in this process and return its measurements."""
-    from dspy_rlm.cli.bench.setups import build_module, peak_rss_mb
+    from dspy_rlm.cli.bench.memory import peak_rss_mb
+    from dspy_rlm.cli.bench.setups import build_module
 
     setup = job["setup"]
     if setup == "a":

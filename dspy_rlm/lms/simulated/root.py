@@ -19,16 +19,15 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from dspy_rlm.core.transcript import inputs_section, parse_history, parse_iteration, parse_variables
 from dspy_rlm.lms.scripted import ScriptedRequest
 from dspy_rlm.lms.simulated.strategies import (
     choose_strategy, guess_code, peek_code, salvage_code, strategy_weights, submit_code, work_code,
 )
 from dspy_rlm.lms.simulated.world import SimulatedWorld, TaskPlan
 
-_VARIABLE = re.compile(r"Variable: `(\w+)`.*?\nType: (\w+).*?(?:\nLength: ([\d,]+))?", re.DOTALL)
-_STEP = re.compile(r"^=== Step \d+ ===$", re.MULTILINE)
-_CODE = re.compile(r"Code:\n```python\n(.*?)\n```\nOutput \([\d,]+ chars\):\n(.*)", re.DOTALL)
-_ITERATION = re.compile(r"(\d+)/(\d+)(?:; sub-model calls left: (\d+))?")
+# The transcript's own format is read with dspy_rlm.core.transcript's parsers; these
+# patterns read what is not the transcript: demos, the system prompt, and our own prints.
 _DEMO_CODE = re.compile(r"\[\[ ## code ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.DOTALL)
 _ERROR = re.compile(r"^(?:Traceback|\w*(?:Error|Exceeded|Exception)\b|\[(?:Type )?Error\])", re.MULTILINE)
 _ANSWER = re.compile(r"^ANSWER: (.*?)(?: from \d+ replies)?$", re.MULTILINE)
@@ -102,8 +101,8 @@ class Transcript:
 def read_transcript(request: ScriptedRequest) -> Transcript:
     """Parse a `generate_code` request (ChatAdapter format)."""
     info = request.field("variables_info") or ""
-    variables = {name: (kind, int((length or "0").replace(",", ""))) for name, kind, length in _VARIABLE.findall(info)}
-    iteration = _ITERATION.search(request.field("iteration") or "")
+    variables = {v.name: (v.type_name, v.length or 0) for v in parse_variables(info) if v.is_input}
+    iteration = parse_iteration(request.field("iteration") or "")
     outputs = re.search(r"`SUBMIT\(([^)]*)\)`", request.system)
     demos = [turn for role, turn in request.messages[:-1] if role == "assistant"]
     return Transcript(
@@ -111,22 +110,20 @@ def read_transcript(request: ScriptedRequest) -> Transcript:
         demo_codes=[m.group(1) if (m := _DEMO_CODE.search(turn)) else turn for turn in demos],
         variables=variables,
         steps=_read_steps(request.field("repl_history") or ""),
-        iteration=int(iteration.group(1)) if iteration else 1,
-        max_iters=int(iteration.group(2)) if iteration else 20,
-        calls_left=int(iteration.group(3)) if iteration and iteration.group(3) else 50,
+        iteration=iteration.iteration if iteration else 1,
+        max_iters=iteration.max_iters if iteration else 20,
+        calls_left=iteration.calls_left if iteration and iteration.calls_left is not None else 50,
         outputs=re.findall(r"(\w+)=\.\.\.", outputs.group(1)) if outputs else ["answer"],
-        task_key=info.split("Variables you created earlier", 1)[0],
+        task_key=inputs_section(info),
     )
 
 
 def _read_steps(history: str) -> list[PastStep]:
     steps = []
-    for block in _STEP.split(history)[1:]:
-        found = _CODE.search(block)
-        code, output = (found.group(1), found.group(2)) if found else ("", block)
-        first = code.splitlines()[0] if code else ""
+    for entry in parse_history(history):
+        first = entry.code.splitlines()[0] if entry.code else ""
         tag = first[len("# sim:"):].strip() if first.startswith("# sim:") else ""
-        steps.append(PastStep(tag, code, output.strip()))
+        steps.append(PastStep(tag, entry.code, entry.output.strip()))
     return steps
 
 

@@ -1,4 +1,4 @@
-"""Printing figures for people: tables with rich."""
+"""Figures for people: a two-column rich table (the demo's and the optimizer's summaries)."""
 
 from __future__ import annotations
 
