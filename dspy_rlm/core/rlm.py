@@ -83,13 +83,7 @@ class RLM(dspy.Module):
                         max_prompt_chars=max_prompt_chars)
         if max_llm_calls < 0:
             raise ValueError(f"max_llm_calls must be 0 or more, got {max_llm_calls}")
-        if interpreter_factory is not None:
-            raise TypeError("dspy_rlm.RLM does not take interpreter_factory: pass sandbox_factory=... (a factory of "
-                            "dspy_rlm.sandbox.CodeSandbox) to choose where code runs. To run dspy.RLM on eryx, use "
-                            "dspy.RLM(..., interpreter_factory=dspy_rlm.EryxInterpreter).")
-        if sandbox_factory is not None and isolate_process:
-            raise ValueError("give sandbox_factory or isolate_process=True, not both: the factory decides "
-                             "where code runs (pass dspy_rlm.sandbox.IsolatedSandbox for a worker process)")
+        _check_where_code_runs(interpreter_factory, sandbox_factory, isolate_process)
         self.max_iters = max_iters
         self.max_llm_calls = max_llm_calls
         self.max_output_chars = max_output_chars
@@ -195,6 +189,16 @@ def _check_names(task: type[dspy.Signature], tools: dict[str, Any]) -> None:
     clashing = sorted(set(task.input_fields) & set(tools))
     if clashing:
         raise ValueError(f"Input names {clashing} are also tool names; rename the inputs or the tools.")
+
+
+def _check_where_code_runs(interpreter_factory: Any, sandbox_factory: Any, isolate_process: bool) -> None:
+    if interpreter_factory is not None:
+        raise TypeError("dspy_rlm.RLM does not take interpreter_factory: pass sandbox_factory=... (a factory of "
+                        "dspy_rlm.sandbox.CodeSandbox) to choose where code runs. To run dspy.RLM on eryx, use "
+                        "dspy.RLM(..., interpreter_factory=dspy_rlm.EryxInterpreter).")
+    if sandbox_factory is not None and isolate_process:
+        raise ValueError("give sandbox_factory or isolate_process=True, not both: the factory decides "
+                         "where code runs (pass dspy_rlm.sandbox.IsolatedSandbox for a worker process)")
 
 
 def _check_positive(**values: int) -> None:
