@@ -16,6 +16,7 @@ import dspy
 from dspy.adapters.types.tool import Tool
 
 from dspy_rlm.core.limits import RunLimits
+from dspy_rlm.core.signatures import field_description
 from dspy_rlm.sandbox import SandboxFactory, SandboxLimits
 
 
@@ -45,7 +46,7 @@ class RunConfig:
 
     def input_descriptions(self) -> dict[str, str]:
         """Each input's description, as `variables_info` shows it (empty when DSPy made one up)."""
-        return {name: _field_desc(field) for name, field in self.signature.input_fields.items()}
+        return {name: field_description(field) for name, field in self.signature.input_fields.items()}
 
     def following(self, **current: Any) -> RunConfig:
         """This config, or a copy holding the given collaborators where they were swapped.
@@ -54,8 +55,3 @@ class RunConfig:
         after it was built; a call must use what the module holds now."""
         changed = {name: value for name, value in current.items() if getattr(self, name) is not value}
         return dataclasses.replace(self, **changed) if changed else self
-
-
-def _field_desc(field: Any) -> str:
-    desc = (field.json_schema_extra or {}).get("desc", "")
-    return "" if not desc or desc.startswith("${") else desc

@@ -40,7 +40,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from dspy_rlm import settings
 from dspy_rlm.core.outputs import termination_code
 from dspy_rlm.errors import SandboxError
-from dspy_rlm.sandbox import IsolatedSandbox, Sandbox, SandboxLimits, StepResult, is_identifier, run_awaitable
+from dspy_rlm.sandbox import (
+    CodeSandbox, IsolatedSandbox, Sandbox, SandboxLimits, StepResult, is_identifier, run_awaitable,
+)
 
 __all__ = ["EryxInterpreter"]
 
@@ -121,7 +123,7 @@ class EryxInterpreter:
         if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
             self.execution_instructions = _describe(step_timeout, max_memory_mb)
         self._lock = threading.RLock()
-        self._sandbox: Sandbox | IsolatedSandbox | None = None
+        self._sandbox: CodeSandbox | None = None
         self._closed = False
         self._mounted: dict[str, Any] = {}  # name -> the value now loaded in the guest
         self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
@@ -227,7 +229,7 @@ class EryxInterpreter:
         except (SandboxError, ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not load variables {sorted(changed)} into the sandbox: {exc}") from exc
 
-    def _build(self, inputs: dict[str, Any]) -> Sandbox | IsolatedSandbox:
+    def _build(self, inputs: dict[str, Any]) -> CodeSandbox:
         names = self._tool_names()
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}

@@ -23,7 +23,9 @@ from dspy_rlm.core.outputs import parse_submission, termination_code
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
 from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_history, format_iteration, format_variables
-from dspy_rlm.errors import CodeProblem, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError
+from dspy_rlm.errors import (
+    CodeProblem, InputsNotLoaded, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError,
+)
 from dspy_rlm.observability.tracing import set_outputs, span
 from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
 
@@ -70,9 +72,9 @@ class RLMRun:
             sandbox = factory(self.inputs, functions, limits=self.config.sandbox_limits,
                               setup_code=termination_code(self.config.output_names),
                               max_output_chars=self.config.max_output_chars)
+        except InputsNotLoaded:  # inputs it cannot load: the caller's to fix
+            raise
         except SandboxError as error:
-            if isinstance(error, ValueError):  # inputs it cannot load: the caller's to fix
-                raise
             raise SandboxCrash(f"the sandbox could not start: {error}", **self._details()) from error
         self.sandbox = check_sandbox(sandbox, factory)
 

@@ -76,13 +76,19 @@ def build_code_signature(
     )
 
 
+def field_description(field: Any) -> str:
+    """A field's own description; empty when DSPy made one up (its `${name}` placeholder)."""
+    desc = (field.json_schema_extra or {}).get("desc", "")
+    return "" if not desc or desc.startswith("${") else desc
+
+
 def _describe_output(name: str, field: Any) -> str:
     """`- `name` (type): description`, with the type's constraints where DSPy states them."""
     annotation = field.annotation
     label = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     label = label or str(annotation).replace("typing.", "")
-    desc = (field.json_schema_extra or {}).get("desc", "")
-    desc = "" if not desc or desc.startswith("${") else f": {desc}"
+    desc = field_description(field)
+    desc = f": {desc}" if desc else ""
     constraint = translate_field_type(name, field).split("}", 1)[-1].strip()
     constraint = constraint.strip("()").removeprefix("# note: ")
     constraint = f"; {constraint}" if constraint else ""
