@@ -31,6 +31,8 @@ _EXPORTS = {
     "IsolatedSandbox": "dspy_rlm.sandbox",
     "SandboxLimits": "dspy_rlm.sandbox",
     "RLMProgress": "dspy_rlm.observability.progress",
+    "adding_callbacks": "dspy_rlm.observability.progress",
+    "inspect_trajectory": "dspy_rlm.observability.viewer",
     "truncate_span_inputs": "dspy_rlm.observability.tracing",
     # Every error, from the one tree in dspy_rlm.errors.
     **{name: "dspy_rlm.errors" for name in _errors.__all__ if name != "LimitName"},
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     )
     from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
     from dspy_rlm.lms.simulated.lm import SimulatedLM
-    from dspy_rlm.observability.progress import RLMProgress
+    from dspy_rlm.observability.progress import RLMProgress, adding_callbacks
+    from dspy_rlm.observability.viewer import inspect_trajectory
     from dspy_rlm.observability.tracing import truncate_span_inputs
     from dspy_rlm.sandbox import CodeSandbox, IsolatedSandbox, Sandbox, SandboxFactory, SandboxLimits, StepResult

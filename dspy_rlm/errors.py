@@ -4,7 +4,8 @@
     ├── RLMError                    a call ended without validated outputs; carries
     │   │                           .trajectory, .best_answer and .usage
     │   ├── LimitExceeded           a global limit of the call was reached (.limit names it)
-    │   ├── LMFailure               the root model failed past DSPy's retries
+    │   ├── LMFailure               the root model failed past DSPy's retries, or a model
+    │   │                           is unusable as configured (no or a rejected key, unknown model)
     │   └── SandboxCrash            the sandbox died and could not be restarted (.__cause__: why)
     ├── SandboxError                raised by the sandbox layer, which knows nothing of a call
     │   ├── SandboxClosed           the sandbox was used after close() (or after it gave up)
@@ -72,7 +73,8 @@ class LimitExceeded(RLMError):
 
 
 class LMFailure(RLMError):
-    """The root model failed in a way retries did not fix (after DSPy's own retries)."""
+    """The root model failed in a way retries did not fix (after DSPy's own retries), or the root or
+    sub-model cannot be used as configured (a missing or rejected key, an unknown model or provider)."""
 
 
 class SandboxCrash(RLMError):

@@ -37,6 +37,20 @@ MAX_CONCURRENCY = 64
 MAX_PROMPT_CHARS = 500_000
 """Longest prompt one sub-query accepts."""
 
+# -- what one call keeps and shows (each text is cut in the middle, with a marker) --
+SUBMIT_REPAIR_CHARS = 2_000
+"""Longest submitted text repaired as malformed JSON for a typed output: json_repair is
+quadratic on some text (~0.5 s at 5,000 characters, minutes at 100,000). Longer text
+must be valid JSON or a Python literal, which are read in linear time."""
+SUBMIT_LITERAL_CHARS = 200_000
+"""Longest submitted text read as a Python literal (`ast.literal_eval`, ~1 s a megabyte)."""
+HISTORY_REASONING_CHARS = 2_000
+"""Characters of a step's reasoning the root model sees again in `repl_history`."""
+HISTORY_CODE_CHARS = 5_000
+"""Characters of a step's code the root model sees again in `repl_history` (the step ran in full)."""
+TRAJECTORY_TEXT_CHARS = 100_000
+"""Characters of each step's reasoning, code and output kept in the trajectory a call returns."""
+
 # -- MLflow ------------------------------------------------------------------
 TRACKING_URI = "sqlite:///mlflow.db"
 """The MLflow store the command and `setup_tracking` use unless told otherwise."""

@@ -1,8 +1,12 @@
-"""Compile RLM programs on task families' metric datasets with DSPy optimizers, tracked in MLflow.
+"""Compile RLM programs (or your own DSPy programs) with DSPy optimizers, tracked in MLflow.
 
-    from dspy_rlm.optimizers import optimize
-    result = optimize("niah", "bootstrap", model="sim")        # the simulated model
+    from dspy_rlm.optimizers import optimize, optimize_program
+    result = optimize("niah", "bootstrap", model="sim")         # a task family, the simulated model
     result.baseline_score, result.compiled_score                 # test-split scores (percent)
+    result = optimize_program(program, trainset, devset, metric, "gepa", reflection_lm=lm)   # your own
+
+For plain `dspy.GEPA` on an `RLM`, pass `component_selector=SkipExtractSelector()`: `extract` runs
+only when the iterations run out, so GEPA's round-robin would waste turns on it.
 
 Command line: `dspy-rlm optimize --program niah --optimizer gepa --reflection-model sim`.
 The package imports nothing heavy until `optimize` is used (the CLI builds its parser from it).
@@ -10,16 +14,18 @@ The package imports nothing heavy until `optimize` is used (the CLI builds its p
 
 from typing import Any
 
-__all__ = ["OPTIMIZERS", "OptimizeResult", "optimize"]
+__all__ = ["OPTIMIZERS", "OptimizeResult", "SkipExtractSelector", "float_metric", "optimize", "optimize_program"]
+
+_HOMES = {
+    "optimize": "compile", "OptimizeResult": "compile", "optimize_program": "program",
+    "OPTIMIZERS": "settings", "SkipExtractSelector": "settings", "float_metric": "settings",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("optimize", "OptimizeResult"):
-        from dspy_rlm.optimizers import compile as _compile
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dspy_rlm.optimizers' has no attribute {name!r}")
+    import importlib
 
-        return getattr(_compile, name)
-    if name == "OPTIMIZERS":
-        from dspy_rlm.optimizers.settings import OPTIMIZERS
-
-        return OPTIMIZERS
-    raise AttributeError(f"module 'dspy_rlm.optimizers' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dspy_rlm.optimizers.{home}"), name)

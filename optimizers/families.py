@@ -31,13 +31,13 @@ class FamilySetup:
 
     name: str
     model: str
-    signature: str
+    signature: str | None  # None for a program the user built (it is not rebuilt from a signature)
     train: list[dspy.Example]
     dev: list[dspy.Example]
     test: list[dspy.Example]
     metric: Callable[..., Any]
     lm: Any
-    sub_lm: Any
+    sub_lm: Any  # None when the program has no separate sub-model the run knows of
     reflection_lm: Any
     prompt_lm: Any
     program: dspy.Module
@@ -55,8 +55,14 @@ class FamilySetup:
         from dspy_rlm.observability.tracking import REDACTED, redact
 
         public = {k: v for k, v in redact(self.lm_kwargs).items() if v != REDACTED}  # keys stay in the environment
+        if self.signature is None:
+            raise ValueError("Only a task family's program can be logged as a servable model here; for your own "
+                             "program call dspy_rlm.serving.pyfunc.log_rlm_model with program='module:function'")
+        simulated = is_simulated(self.model) or is_simulated(self.model_names.get("sub"))
+        # Only the simulated model needs the families imported (they register its worlds).
+        imports = ["dspy_rlm.programs.families"] if simulated else []
         return {"signature": self.signature, "rlm_kwargs": self.rlm_kwargs, "model": self.model,
-                "sub_model": self.model_names["sub"], "lm_kwargs": public, "imports": ["dspy_rlm.programs.families"]}
+                "sub_model": self.model_names["sub"], "lm_kwargs": public, "imports": imports}
 
 
 def load_family(name: str, model: str, *, sub_model: str | None = None, reflection_model: str | None = None,

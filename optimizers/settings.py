@@ -41,6 +41,12 @@ class OptimizerPlan:
     settings: dict[str, Any]
     compile_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def metric_budget(self) -> int | None:
+        """How many metric calls compiling makes, when the optimizer fixes it (GEPA's `max_metric_calls`)."""
+        budget = self.settings.get("max_metric_calls") if self.name == "gepa" else None
+        return budget if isinstance(budget, int) and not isinstance(budget, bool) else None
+
 
 class SkipExtractSelector:
     """A GEPA component selector: round-robin over the predictors, skipping `extract`.

@@ -44,7 +44,7 @@ def one_call(isolate: bool) -> float:
 
 
 def cold_call() -> float:
-    isolated._stop_idle_workers()
+    isolated.stop_idle_workers()
     return one_call(True)
 
 

@@ -13,8 +13,12 @@ def test_demo_runs_end_to_end_prints_simulated_figures_and_tracks_the_run(tmp_pa
     assert main(["demo", "--family", "niah", "--size", "32768", "--seed", "1", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
     for expected in ("simulated model (not a real language model)", "step 1", "answer", "expected", "score",
-                     "iterations", "sub_queries", "total_tokens", "run_seconds", "MLflow run"):
+                     "iterations", "sub_queries", "total_tokens", "run_seconds", "task_generation_seconds",
+                     "MLflow run"):
         assert expected in out, expected
+    unwrapped = "".join(out.split())  # the console wraps long lines
+    assert "".join(f"open the dashboard with: dspy-rlm ui --tracking-uri {uri}".split()) in unwrapped
+    assert "generate_seconds" not in out  # it was the task's generation time, read as the model's
 
     import mlflow
 
@@ -61,3 +65,13 @@ def test_argument_types_are_checked_by_the_parser(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_dspy_rlm_ui_serves_mlflows_dashboard_on_the_store_offline():
+    """Offline, `mlflow ui` never answers without LITELLM_LOCAL_MODEL_COST_MAP=True; the command sets it."""
+    from dspy_rlm.cli.ui import ui_command
+
+    argv, environment = ui_command("sqlite:///runs.db", port=5055)
+    assert argv[1:4] == ["-m", "mlflow", "ui"] and argv[argv.index("--backend-store-uri") + 1] == "sqlite:///runs.db"
+    assert argv[argv.index("--port") + 1] == "5055" and argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert environment["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"

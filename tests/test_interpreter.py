@@ -60,17 +60,17 @@ def test_lifecycle_lazy_idempotent_start_and_output(interp):
     i = interp()
     i.start()
     i.start()
-    assert i.execute("40 + 2") == "42"
+    assert i.execute("40 + 2") == "42\n"
     assert "marker" in i.execute("print('marker')")
     assert i.execute("x = 1") is None
-    assert i.execute("print('a'); 'b'") == "a\n'b'"  # prints are kept, the value follows
+    assert i.execute("print('a'); 'b'") == "a\n'b'\n"  # prints are kept, the value follows
 
 
 def test_state_persists_and_fresh_instances_are_isolated(interp):
     first, second = interp(), interp()
     first.execute("remembered = 41")
-    assert first.execute("remembered + 1") == "42"
-    assert first.execute("injected + 2", {"injected": 40}) == "42"
+    assert first.execute("remembered + 1") == "42\n"
+    assert first.execute("injected + 2", {"injected": 40}) == "42\n"
     with pytest.raises(CodeExecutionError, match="NameError"):
         second.execute("remembered")
 
@@ -86,7 +86,7 @@ def test_errors_are_recoverable(interp):
         i.execute("{}[:3]")
     with pytest.raises(CodeExecutionError, match="ValueError"):
         i.execute("raise ValueError(object())")
-    assert i.execute("21 * 2") == "42"
+    assert i.execute("21 * 2") == "42\n"
 
 
 def test_output_printed_before_an_error_reaches_the_model(interp):
@@ -107,8 +107,8 @@ def test_tools_round_trip_keyword_and_positional(interp):
         return a + b
 
     configure(i, {"add": add, "join": join})
-    assert i.execute("add(left=19, right=23)['value']") == "42"
-    assert i.execute("print(join('x'), join('x', 'y'), join(a='p', b='q'))") == "x- xy pq"
+    assert i.execute("add(left=19, right=23)['value']") == "42\n"
+    assert i.execute("print(join('x'), join('x', 'y'), join(a='p', b='q'))") == "x- xy pq\n"
     assert seen == [(19, 23)]
     with pytest.raises(CodeExecutionError, match="TypeError"):
         i.execute("add(1, 2)")
@@ -118,9 +118,9 @@ def test_tools_added_later_work_and_removed_tools_are_revoked(interp):
     i = interp()
     i.execute("kept = 42")
     configure(i, {"old_tool": lambda: 1})
-    assert i.execute("old_tool()") == "1"
+    assert i.execute("old_tool()") == "1\n"
     configure(i, {"new_tool": lambda: 2})
-    assert i.execute("kept + new_tool()") == "44"
+    assert i.execute("kept + new_tool()") == "44\n"
     with pytest.raises(CodeExecutionError, match="not available"):
         i.execute("old_tool()")
 
@@ -131,7 +131,7 @@ def test_async_tools_run_to_completion(interp):
         return text.upper()
 
     i = interp(tools={"slow_upper": slow_upper})
-    assert i.execute("def shout(t):\n    return slow_upper(t) + '!'\nprint(shout('hi'))") == "HI!"
+    assert i.execute("def shout(t):\n    return slow_upper(t) + '!'\nprint(shout('hi'))") == "HI!\n"
 
 
 def test_submit_typed_outputs(interp):
@@ -148,7 +148,7 @@ def test_submit_typed_outputs(interp):
     # Values JSON has no form for are converted instead of killing the session.
     odd = i.execute("import datetime\nSUBMIT(answer={3, 1, 2}, score=datetime.date(2026, 1, 2))")
     assert odd.output == {"answer": [1, 2, 3], "score": "2026-01-02"}
-    assert i.execute("6 * 7") == "42"
+    assert i.execute("6 * 7") == "42\n"
 
 
 def test_submit_terminates_execution(interp):
@@ -174,13 +174,13 @@ def test_variables_are_loaded_only_when_they_change(interp, monkeypatch):
     monkeypatch.setattr(Sandbox, "set_inputs", lambda self, values: (loads.append(sorted(values)), original(self, values)))
     i = interp()
     context = "x" * 1_000_000
-    assert i.execute("print(len(context), q)", {"context": context, "q": "a"}) == "1000000 a"
+    assert i.execute("print(len(context), q)", {"context": context, "q": "a"}) == "1000000 a\n"
     for _ in range(3):
         i.execute("pass", {"context": context, "q": "a"})
     i.execute("pass", {"context": "".join(["x"] * 1_000_000), "q": "a"})  # equal, another object
-    assert loads == []  # the first values went in with the sandbox itself
-    assert i.execute("print(q)", {"context": context, "q": "b"}) == "b"
-    assert loads == [["q"]]
+    assert loads == [["context", "q"]]  # once, after the lazy start
+    assert i.execute("print(q)", {"context": context, "q": "b"}) == "b\n"
+    assert loads == [["context", "q"], ["q"]]
 
 
 def test_unsupported_variables_and_names(interp):
@@ -199,7 +199,7 @@ def test_timeouts_restart_the_guest_and_keep_the_inputs():
         with pytest.raises(CodeExecutionError, match="TimeoutError") as caught:
             i.execute("while True: pass", {"context": "ctx"})
         assert "variables lost: mine" in str(caught.value)
-        assert i.execute("print(context, helper())", {"context": "ctx"}) == "ctx ok"
+        assert i.execute("print(context, helper())", {"context": "ctx"}) == "ctx ok\n"
     finally:
         i.shutdown()
 
@@ -263,8 +263,8 @@ def test_rlm_real_consumer_flow_sync_style_llm_query_tools_and_typed_submit():
         result = rlm(context="some text", query="q?")
     assert (result.answer, result.n) == ("sub:a|sub:q2", 42)
     outputs = [entry["output"] for entry in result.trajectory]
-    assert outputs[0] == "['sub:q0', 'sub:q1', 'sub:q2']"
-    assert outputs[1] == "['sub:a', 'sub:b'] 42 value-of-k"
+    assert outputs[0] == "['sub:q0', 'sub:q1', 'sub:q2']\n"
+    assert outputs[1] == "['sub:a', 'sub:b'] 42 value-of-k\n"
     assert outputs[2].startswith("[Type Error] n: expected int")
     assert host_calls == [(20, 22)]
     assert sorted(r.last for r in sub.requests) == ["a", "b", "q0", "q1", "q2"]

@@ -21,6 +21,7 @@ LMTimeoutError and LMTransportError, honouring Retry-After, else backing off 1, 
 | empty completion (twice) | AdapterParseError recorded as a failed step | the run goes on |
 | completion cut mid-code | a SyntaxError step | the run goes on |
 | sub-model 500s | the step's `llm_query` raises in the sandbox | the run goes on |
+| sub-model 401, no key, unknown model | the step ends, later sub-queries refused | `LMFailure` (key scrubbed) |
 """
 
 from __future__ import annotations
@@ -288,3 +289,33 @@ def resetting_proxy(server, resets: list[int] | str) -> Iterator[_Proxy]:
     finally:
         proxy.close()
         thread.join(timeout=5)
+
+
+# ---- a misconfigured sub-model ends the call (it would only give failed sub-queries) ----
+
+def test_a_sub_model_rejecting_the_key_ends_the_call_with_LMFailure_after_one_request():
+    """Authentication errors are not observations: the call ends after the step, with its trajectory."""
+    code = "answers = [llm_query(f'part {i}') for i in range(9)]"
+    root = ScriptedLM([step(code), step("SUBMIT(answer='a wrong answer')")])
+    with serve_simulated(ServedScript(lambda request: {"response": "fine"}), faults=["401"] * 9) as server:
+        with dspy.context(lm=root), pytest.raises(LMFailure, match="sub-model cannot be used.*LMAuthError") as raised:
+            RLM("context -> answer", sub_lm=client(server, num_retries=0))(context=CONTEXT)
+    assert statuses(server) == [("401", 401)]  # later sub-queries were refused without a request
+    trajectory = raised.value.trajectory
+    assert len(trajectory) == 1 and trajectory[0]["sub_queries"][0]["error"].startswith("LMAuthError")
+
+
+def test_a_sub_model_without_an_api_key_ends_the_call_with_LMFailure(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    root = ScriptedLM([step("print(llm_query_batched([f'part {i}' for i in range(9)]))"), step("SUBMIT(answer='x')")])
+    sub_lm = dspy.LM("anthropic/claude-3-5-haiku-latest", num_retries=0, cache=False)
+    with dspy.context(lm=root), pytest.raises(LMFailure, match="no API key") as raised:
+        RLM("context -> answer", sub_lm=sub_lm)(context=CONTEXT)
+    assert len(raised.value.trajectory) == 1
+
+
+def test_a_sub_model_name_is_made_a_dspy_LM_and_anything_else_is_refused():
+    rlm = RLM("context -> answer", sub_lm="openai/gpt-4o-mini")
+    assert isinstance(rlm.sub_lm, dspy.LM) and rlm.sub_lm.model == "openai/gpt-4o-mini"
+    with pytest.raises(TypeError, match="sub_lm must be a dspy.LM"):
+        RLM("context -> answer", sub_lm=42)

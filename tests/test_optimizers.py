@@ -158,3 +158,36 @@ def test_bootstrapping_gets_a_float_metric_and_gepa_gets_feedback():
     assert plan.optimizer.metric(dspy.Example(q=1), dspy.Prediction()) == 0.0  # falsy: failed traces are no demos
     plan = build("gepa", metric, trainset=[], valset=[], reflection_lm=dspy.LM("openai/x"))
     assert plan.optimizer.metric_fn is metric
+
+
+def test_a_run_leaves_no_empty_pending_dspy_models(bootstrap_run):
+    """DSPy autolog creates a placeholder `dspy` model per compile call that never leaves Pending."""
+    experiment = mlflow.get_experiment_by_name("opt-bootstrap")
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    assert not [m for m in models if str(m.status).endswith("PENDING")]
+
+
+def test_a_served_program_imports_the_families_only_for_the_simulated_model():
+    from dspy_rlm.optimizers.families import load_family
+
+    simulated = load_family("niah", "sim", sizes={"train": 1, "dev": 1, "test": 1, "context": 2048})
+    assert simulated.serving_config()["imports"] == ["dspy_rlm.programs.families"]
+    real = load_family("niah", "openai/gpt-4o-mini", sizes={"train": 1, "dev": 1, "test": 1, "context": 2048})
+    assert real.serving_config()["imports"] == []
+
+
+def test_the_gepa_fix_for_rlms_is_exported():
+    import dspy_rlm.optimizers as optimizers
+    from dspy_rlm.optimizers import settings
+
+    assert optimizers.SkipExtractSelector is settings.SkipExtractSelector
+    assert {"SkipExtractSelector", "optimize_program"} <= set(optimizers.__all__)
+
+
+def test_a_served_models_requirements_include_dspy_rlm_itself():
+    """Without it only `--env-manager local` could serve the model (the environment would lack the package)."""
+    from importlib.metadata import version
+
+    from dspy_rlm.serving.pyfunc import _requirements
+
+    assert f"dspy-rlm=={version('dspy-rlm')}" in _requirements()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dspy
@@ -89,3 +90,67 @@ def test_save_and_load_round_trip_instructions_and_demos(tmp_path):
     with dspy.context(lm=lm):
         assert fresh(context="x").answer == "ok"
     assert "Tuned instructions." in lm.requests[0].system
+
+
+# ---- many concurrent acalls (the steps must not hold the pool their sub-queries need) ----
+
+class CallsHostSandbox:
+    """A light `CodeSandbox`: each step calls the `llm_query` host function, then submits its answer.
+    It blocks its thread on the sub-query as a real sandbox step does, without eryx's cost per call."""
+
+    def __init__(self, inputs, functions, *, limits, setup_code, max_output_chars):
+        self.context, self.functions = inputs["context"], functions
+
+    variables: list = []
+
+    def run(self, code, timeout_s=None):
+        from dspy_rlm.sandbox import StepResult
+
+        answer = self.functions["llm_query"](f"echo {self.context}")
+        return StepResult(submitted=True, submission={"answer": answer})
+
+    def set_inputs(self, inputs):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+def gather_in_a_thread(lm, make_calls, seconds: float):
+    """Run `asyncio.gather(*make_calls())` with `lm` on a fresh loop in a daemon thread: a deadlock fails
+    the test after `seconds` instead of hanging the suite (asyncio.run would wait for its executor)."""
+    outcome = {}
+
+    def main():
+        async def gather():
+            with dspy.context(lm=lm):
+                return await asyncio.gather(*make_calls())
+
+        outcome["results"] = asyncio.run(gather())
+
+    worker = threading.Thread(target=main, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"the concurrent acalls did not finish within {seconds:g} s (deadlock?)"
+    return outcome["results"]
+
+
+def echo_sub_lm() -> ScriptedLM:
+    return ScriptedLM(lambda r: {"response": r.field("prompt").removeprefix("echo ")}, model="scripted/sub",
+                      latency=0.01, record=False)
+
+
+def test_hundreds_of_concurrent_acalls_with_sub_queries_all_finish():
+    rlm = RLM("context -> answer", sub_lm=echo_sub_lm(), sandbox_factory=CallsHostSandbox)
+    lm = ScriptedLM(lambda r: step("SUBMIT(answer=llm_query(context))"), record=False)
+
+    results = gather_in_a_thread(lm, lambda: [rlm.acall(context=str(i)) for i in range(300)], seconds=120)
+    assert [r.answer for r in results] == [str(i) for i in range(300)]
+
+
+def test_dozens_of_concurrent_acalls_in_real_sandboxes_all_finish():
+    rlm = RLM("context -> answer", sub_lm=echo_sub_lm())
+    lm = ScriptedLM(lambda r: step("SUBMIT(answer=llm_query('echo ' + context))"), record=False)
+
+    results = gather_in_a_thread(lm, lambda: [rlm.acall(context=str(i)) for i in range(32)], seconds=120)
+    assert [r.answer for r in results] == [str(i) for i in range(32)]

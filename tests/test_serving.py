@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -87,3 +88,21 @@ def test_a_config_holding_a_secret_is_refused():
         program_config(signature="context -> answer", model="openai/gpt-4o-mini", lm_kwargs={"api_key": "sk-x"})
     with pytest.raises(ValueError, match="exactly one of"):
         program_config(model="openai/gpt-4o-mini")
+
+
+@pytest.mark.parametrize("lm_kwargs, where", [
+    ({"api_base": "https://h.example/v1?api-key=s3cret-value"}, "lm_kwargs.api_base"),
+    ({"api_base": "https://user:pa55word@h.example/v1"}, "lm_kwargs.api_base"),
+    ({"headers": {"Cookie": "session=abc123"}}, "lm_kwargs.headers.Cookie"),
+    ({"headers": {"Authorization": "Bearer abc123"}}, "lm_kwargs.headers.Authorization"),
+    ({"extra_headers": {"X-Api-Key": "abc123"}}, "lm_kwargs.extra_headers.X-Api-Key"),
+])
+def test_a_secret_in_a_url_or_a_header_is_refused_and_its_place_named(lm_kwargs, where):
+    with pytest.raises(ValueError, match=f"must not hold secrets.*{re.escape(where)}"):
+        program_config(signature="context -> answer", model="openai/gpt-4o-mini", lm_kwargs=lm_kwargs)
+
+
+def test_a_config_with_plain_urls_and_headers_is_kept():
+    lm_kwargs = {"api_base": "http://127.0.0.1:8000/v1?api-version=2024-06-01", "headers": {"X-Title": "demo"}}
+    config = program_config(signature="context -> answer", model="openai/gpt-4o-mini", lm_kwargs=lm_kwargs)
+    assert config["lm_kwargs"] == lm_kwargs

@@ -6,6 +6,7 @@ import threading
 import time
 
 import dspy
+import pytest
 
 from dspy_rlm import RLM, ScriptedLM
 from tests.helpers import steps
@@ -106,3 +107,20 @@ def test_each_step_records_its_sub_queries():
     records = result.trajectory[0]["sub_queries"]
     assert sorted(r["prompt_chars"] for r in records) == [1, 2]
     assert result.trajectory[1]["sub_queries"] == []
+
+
+def test_a_lone_surrogate_in_a_sub_model_answer_reaches_the_code_intact():
+    """UTF-8 cannot carry "\\udfff" into the sandbox as text; it travels escaped and arrives as written."""
+    sub = ScriptedLM(lambda r: {"response": "ok\udfff"}, model="scripted/sub")
+    result, _ = run(["SUBMIT(answer=llm_query('hello'))"], sub_lm=sub)
+    assert result.answer == "ok\udfff"
+
+
+def test_a_lone_surrogate_in_a_prompt_is_refused_before_any_request_with_the_fix_named():
+    """No provider can receive a lone surrogate: the code hears why, and no sub-model call is spent."""
+    sub = echo_sub()
+    code = "try:\n    llm_query('a\\ud800b')\nexcept Exception as e:\n    print(e)\nSUBMIT(answer='done')"
+    result, _ = run([code], sub_lm=sub)
+    output = result.trajectory[0]["output"]
+    assert "llm_query" in output and "lone surrogate (U+D800)" in output and "encode('utf-8', 'replace')" in output
+    assert "context_json" not in output and not sub.requests

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import dspy
+import pydantic
 import pytest
 
 from dspy_rlm import RLM
+from dspy_rlm.core.tools import normalize_tools, tool_docs
 from tests.helpers import steps
 
 
 def lookup(key: str, default: str = "none") -> str:
     """Look a key up in the host's table."""
     return {"a": "alpha"}.get(key, default)
+
+
+class Hit(pydantic.BaseModel):
+    line: int
+    text: str
+
+
+def search(pattern: str, limit: int = 3, *, flags: list[str] | None = None) -> list[Hit]:
+    """Find lines matching a pattern."""
+    return []
 
 
 def explode(n: int) -> int:
@@ -29,7 +41,7 @@ def test_tools_take_positional_and_keyword_json_arguments():
     with dspy.context(lm=lm):
         result = RLM("context -> answer", tools=[lookup, async_double])(context="x")
     assert result.answer == "alpha-42"
-    assert "lookup(key: string, default: string)" in lm.requests[0].text
+    assert "lookup(key: str, default: str = 'none') -> str" in lm.requests[0].text
 
 
 def test_tool_errors_come_back_as_observations():
@@ -60,3 +72,26 @@ async def test_async_tools_work_under_acall():
 def test_invalid_tools_are_refused_at_construction(tools, message):
     with pytest.raises((TypeError, ValueError), match=message):
         RLM("context -> answer", tools=tools)
+
+
+def test_tool_docs_show_the_python_signature_with_defaults_and_return_type():
+    docs = tool_docs(normalize_tools([search]))
+    assert "`search(pattern: str, limit: int = 3, *, flags: list[str] | None = None) -> list[Hit]`" in docs
+    assert "Find lines matching a pattern." in docs
+
+
+def test_tool_docs_without_a_python_signature_fall_back_to_the_json_schema():
+    tool = dspy.Tool(lambda **kwargs: 1, name="remote", desc="A remote call.",
+                     args={"q": {"type": "string"}, "n": {"type": "integer", "default": 5}})
+    assert "`remote(q: string, n: integer = 5)`: A remote call." in tool_docs(normalize_tools([tool]))
+
+
+def test_tool_docs_read_a_callable_objects_call_signature():
+    class Counter:
+        """Count words."""
+
+        def __call__(self, text: str, minimum: int = 1) -> dict[str, int]:
+            return {}
+
+    docs = tool_docs(normalize_tools([dspy.Tool(Counter(), name="count")]))
+    assert "`count(text: str, minimum: int = 1) -> dict[str, int]`" in docs

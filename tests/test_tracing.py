@@ -45,8 +45,9 @@ def _check_rlm_tree(trace):
     lines = tree(trace)
     assert lines[0] == "RLM.forward [CHAIN]"
     assert "  rlm.iteration.1 [CHAIN]" in lines and "  rlm.iteration.2 [CHAIN]" in lines
-    # Code generation (the Predict call and its LM call) sits under its iteration.
-    generations = [s for s in spans_named(trace, "Predict.forward") if "prompt" not in (s.inputs or {})]
+    # Code generation (the predictor's call and its LM call) sits under its iteration, named after the predictor.
+    assert spans_named(trace, "Predict.forward") == []
+    generations = spans_named(trace, "generate_code")
     assert len(generations) == 2
     assert all(ancestors(trace, s)[0].startswith("rlm.iteration.") for s in generations)
     # Every sub-query, batched ones included (made on worker threads), sits under the execution step.
@@ -55,7 +56,7 @@ def _check_rlm_tree(trace):
     assert all(ancestors(trace, s)[:2] in (["rlm.execute_code", "rlm.iteration.1"],
                                            ["llm_query_batched", "rlm.execute_code"]) for s in queries)
     assert len(spans_named(trace, "llm_query_batched")[0].inputs["prompts"]) == 2
-    sub_predicts = [s for s in spans_named(trace, "Predict.forward") if "prompt" in (s.inputs or {})]
+    sub_predicts = spans_named(trace, "sub_query")
     assert len(sub_predicts) == 3 and all(ancestors(trace, s)[0] == "llm_query" for s in sub_predicts)
     return lines
 
@@ -69,9 +70,33 @@ def test_sync_call_nests_iterations_generation_execution_and_threaded_sub_querie
     _check_rlm_tree(trace)
     execute = spans_named(trace, "rlm.execute_code")[0]
     assert execute.span_type == "TOOL"
-    assert execute.inputs == {"code": BATCH_STEP}
+    # Fenced, so MLflow's Markdown view shows code and output as code (not a `# comment` as a heading).
+    assert execute.inputs == {"code": f"```python\n{BATCH_STEP}\n```"}
     assert set(execute.outputs) == {"output", "error", "seconds"}
-    assert "<one> ['<two>', '<three>']" in execute.outputs["output"] and execute.outputs["error"] is None
+    output = execute.outputs["output"]
+    assert output.startswith("```\n") and output.endswith("\n```") and execute.outputs["error"] is None
+    assert "<one> ['<two>', '<three>']" in output
+    first, second = spans_named(trace, "rlm.iteration.1")[0], spans_named(trace, "rlm.iteration.2")[0]
+    assert first.outputs["output"] == output and first.outputs["sub_queries"] == 3
+    assert second.outputs["submitted"] is True and first.outputs["submitted"] is False
+
+
+def test_the_extract_predictor_has_its_own_span_name(fresh_experiment):
+    with dspy.context(lm=ScriptedLM([{"reasoning": "r", "code": "```python\nprint(1)\n```"}, {"answer": "late"}])):
+        assert RLM("context -> answer", max_iters=1)(context="ctx").answer == "late"
+    trace = _one_trace()
+    assert [ancestors(trace, s)[0] for s in spans_named(trace, "extract")] == ["RLM.forward"]
+    assert len(spans_named(trace, "generate_code")) == 1 and spans_named(trace, "Predict.forward") == []
+
+
+def test_a_long_step_is_clipped_inside_its_fence(fresh_experiment):
+    tracing.set_span_value_limit(300)
+    code = "# a comment, not a heading\n" + "x = 1\n" * 400 + "print('done')"
+    with dspy.context(lm=steps(code, "SUBMIT(answer='ok')")):
+        RLM("context -> answer")(context="ctx")
+    shown = spans_named(_one_trace(), "rlm.execute_code")[0].inputs["code"]
+    assert shown.startswith("```python\n# a comment, not a heading\n") and shown.endswith("characters]\n```")
+    assert len(shown) < 400
 
 
 async def test_acall_nests_batched_sub_queries_made_on_the_event_loop(fresh_experiment):

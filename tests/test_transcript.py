@@ -2,17 +2,14 @@
 
 `dspy_rlm.core.transcript` writes the prompt text the root model reads
 (`variables_info`, `repl_history`, `iteration`) and parses it again; the
-simulated root model and the live display read the prompt only through it.
+simulated root model reads the prompt only through it.
 """
 
 from __future__ import annotations
 
-import io
-
 import dspy
 import pydantic
 import pytest
-from rich.console import Console
 
 from dspy_rlm import RLM
 from dspy_rlm.core.transcript import (
@@ -22,7 +19,6 @@ from dspy_rlm.core.transcript import (
 )
 from dspy_rlm.lms.scripted import ScriptedRequest
 from dspy_rlm.lms.simulated.root import read_transcript
-from dspy_rlm.observability.progress import RLMProgress
 from dspy_rlm.sandbox import truncate_middle
 from tests.helpers import steps
 
@@ -192,13 +188,3 @@ def test_the_simulated_root_reads_a_real_rlm_prompt():
     assert [(s.code, s.output) for s in transcript.steps] == [(s["code"], s["output"]) for s in result.trajectory[:2]]
     assert transcript.steps[0].output == "=== Step 9 ===\n```"
     assert (transcript.iteration, transcript.max_iters) == (3, 5)
-
-
-def test_the_progress_display_shows_the_last_output_of_a_written_history():
-    out = io.StringIO()
-    progress = RLMProgress(console=Console(file=out, width=200, color_system=None), output_lines=2)
-    _, history = history_of("first", "one\n=== Step 1 ===\nthree\nfour")
-    progress.show_output(history)
-    assert out.getvalue().splitlines() == ["  > one", "  > === Step 1 ===", "  > ... (2 more lines)"]
-    progress.show_output(NO_HISTORY)
-    assert out.getvalue().count("\n") == 3

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from dspy_rlm import RLM, settings
 from dspy_rlm.observability.progress import RLMProgress
+from dspy_rlm.observability.runs import BackgroundTracking
 from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
 from dspy_rlm.lms.simulated.strategies import strategy_probabilities
 from dspy_rlm.observability.tracing import clip
@@ -52,6 +53,8 @@ def run_demo(
     check_size(size)
     simulated = model is None
     lm, sub_lm = _models(task_family, model, sub_model, seed, latency)
+    # MLflow (its import and the store) is prepared on a thread while the task is generated.
+    tracking = BackgroundTracking(tracking_uri, experiment="dspy-rlm-demo") if tracking_uri else None
     started = time.perf_counter()
     task = task_family.make_task(size, seed)
     generated = time.perf_counter() - started
@@ -67,10 +70,10 @@ def run_demo(
         console.print("simulated strategy mix for this prompt: " + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()))
     params = {"family": family, "context_chars": _chars(task.context), "seed": seed, "hint": hint,
               "root_model": lm.model, "sub_model": sub_lm.model, "latency": latency}
-    with _mlflow_run(tracking_uri, params, kind, console) as log_metrics:
+    with _mlflow_run(tracking, params, kind, console) as log_metrics:
         progress = RLMProgress(console)
         started = time.perf_counter()
-        with progress.live(), dspy.context(lm=lm, callbacks=[progress]):
+        with progress.live(), dspy.context(lm=lm):  # live() adds the display to autolog's callback
             prediction = rlm(context=task.context, query=task.query)
         seconds = time.perf_counter() - started
         figures = _figures(task_family, task, prediction, kind, simulated, generated, seconds)
@@ -94,8 +97,8 @@ def _figures(family: Any, task: Any, prediction: dspy.Prediction, kind: str, sim
         "root_tokens": usage["root_tokens"],
         "sub_tokens": usage["sub_tokens"],
         "total_tokens": usage["total_tokens"],
-        "generate_seconds": round(generated, 2),
-        "run_seconds": round(seconds, 2),
+        "task_generation_seconds": round(generated, 2),  # making the task, before the RLM call
+        "run_seconds": round(seconds, 2),  # the RLM call: model calls and sandbox steps
     }
 
 
@@ -119,18 +122,21 @@ def _chars(context: str | list[str]) -> int:
 
 
 @contextlib.contextmanager
-def _mlflow_run(tracking_uri: str | None, params: dict[str, Any], kind: str, console: Console):
-    if not tracking_uri:
+def _mlflow_run(tracking: BackgroundTracking | None, params: dict[str, Any], kind: str, console: Console):
+    if tracking is None:
         yield lambda metrics: None
         return
     import mlflow
 
-    from dspy_rlm.observability.tracking import setup_tracking
+    from dspy_rlm.observability.runs import tracked_run
 
-    setup_tracking(tracking_uri, experiment="dspy-rlm-demo")
-    with mlflow.start_run(run_name=f"demo-{params['family']}") as run:
-        mlflow.set_tags({"dspy_rlm.model_kind": kind})
+    if tracking.done:
+        tracking.ready()
+    else:
+        with console.status("preparing the MLflow store (a new store takes a few seconds, once)"):
+            tracking.ready()
+    with tracked_run(f"demo-{params['family']}", tags={"dspy_rlm.model_kind": kind}) as run:
         mlflow.log_params(params)
         yield mlflow.log_metrics
-    console.print(f"MLflow run {run.info.run_id} in {tracking_uri} "
-                  f"(open it with: mlflow ui --backend-store-uri {tracking_uri})")
+    uri = tracking.tracking_uri
+    console.print(f"MLflow run {run.info.run_id} in {uri} (open the dashboard with: dspy-rlm ui --tracking-uri {uri})")

@@ -41,6 +41,11 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--no-hint", dest="hint", action="store_false",
                       help="run the bare prompt, without the family's one-line advice in the instructions")
     demo.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
+    demo.add_argument("--verbose", action="store_true", help="show the libraries' own log messages too")
+    ui = commands.add_parser("ui", help="open the MLflow dashboard on a store (works offline)")
+    ui.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store (default sqlite:///mlflow.db)")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
 
 
 def _add_serve_sim(commands: argparse._SubParsersAction) -> None:
@@ -73,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dspy_rlm.optimizers.cli import add_parser as add_optimize  # argparse only; the optimizers load on use
 
     add_optimize(commands)
+    from dspy_rlm.cli.show import add_parser as add_show
+
+    add_show(commands)
     soak = commands.add_parser("soak", help="many RLM calls in a row and on threads with the simulated model; "
                                             "checks answers and leaks (threads, files, folders, RSS)")
     soak.add_argument("--calls", type=int, default=500, help="sequential calls (default 500)")
@@ -89,7 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `dspy-rlm` command; `argv=None` is the real command line (Ctrl-C then ends the process)."""
+    from dspy_rlm.cli.console import interrupt_cleanly, quiet_libraries
+
     args = build_parser().parse_args(argv)
+    with quiet_libraries(getattr(args, "verbose", False)), interrupt_cleanly(args.command, argv is None) as interrupt:
+        try:
+            return _run_command(args)
+        except KeyboardInterrupt:
+            return interrupt.finish()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from dspy_rlm.cli.demo import run_demo
         from dspy_rlm.errors import LMFailure
@@ -120,10 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         from dspy_rlm.cli.bench import run_bench
 
         run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
+    elif args.command == "show":
+        from dspy_rlm.cli.show import run as run_show
+
+        return run_show(args)
     elif args.command == "optimize":
         from dspy_rlm.optimizers.cli import run
 
         return run(args)
+    elif args.command == "ui":
+        from dspy_rlm.cli.ui import run_ui
+
+        return run_ui(args.tracking_uri, port=args.port, host=args.host)
     elif args.command == "soak":
         from dspy_rlm.cli.soak import run_soak
 

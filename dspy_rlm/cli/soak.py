@@ -36,6 +36,8 @@ from typing import Any, Callable
 import dspy
 import psutil
 
+from dspy_rlm.sandbox.isolated import stop_idle_workers
+
 FAMILY = "niah"
 STRATEGIES = ("batched", "regex")
 # RSS may grow at most this much per 100 calls after the warm-up. One sandbox session
@@ -233,6 +235,7 @@ def run_soak(calls: int = 500, threads: int = 8, per_thread: int = 100, *, size:
                 start += phase.calls
     finally:
         tempfile.tempdir = previous_tempdir
+        stop_idle_workers()  # the spare workers' folders live in this one too
         leftovers = list(folder.glob("dspy-rlm-inputs-*"))
         if not leftovers:
             folder.rmdir()

@@ -9,6 +9,9 @@ of Deno + Pyodide:
 * `variables` passed to `execute()` are loaded through the sandbox's read-only mount,
   and only when they change: dspy.RLM passes its inputs on every step, and a 10 MB
   context is then loaded once rather than re-sent as a literal each step;
+* output is returned as printed (trailing newline kept); tool results reach the code converted
+  by `dspy.PythonInterpreter`'s rules (`interpreter_values`), and callbacks see the raw result;
+* a lazy start inside `execute()` goes through `start()`, so `on_interpreter_startup_*` fire;
 * `SUBMIT(...)` returns `FinalOutput`; dspy.RLM validates the types on the host;
 * a failing step raises `CodeExecutionError` (or `SyntaxError`) and the session goes on;
   timeouts and memory exhaustion restart the guest (the inputs come back).
@@ -24,7 +27,6 @@ from __future__ import annotations
 import ast
 import contextvars
 import functools
-import inspect
 import re
 import threading
 import weakref
@@ -34,10 +36,9 @@ from typing import Any
 from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput
 from dspy.primitives.facade import SHIM_SETUP, is_reserved_sandbox_name
 from dspy.utils.callback import with_callbacks
-from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from dspy_rlm import settings
+from dspy_rlm.core.interpreter_values import keywords, loadable, tool_result
 from dspy_rlm.core.outputs import termination_code
 from dspy_rlm.errors import SandboxError
 from dspy_rlm.sandbox import (
@@ -54,7 +55,9 @@ DEFAULT_OUTPUT_CHARS = settings.INTERPRETER_OUTPUT_CHARS
 _DISPATCH = "_rlm_tool"
 # The interpreter whose execute() is running in this context (tools run in a copy of it).
 _EXECUTING: contextvars.ContextVar[EryxInterpreter | None] = contextvars.ContextVar("eryx_executing", default=None)
-_INPUT_TYPES = (str, Mapping, list, tuple, set, frozenset, int, float, bool, type(None), BaseModel)
+# Positional arguments of a tool call that no parameter name binds (a positional-only or *args tool):
+# invoke_tool keeps DSPy's (tool_name, kwargs) signature, so its callbacks see what DSPy's see.
+_POSITIONAL: contextvars.ContextVar[tuple] = contextvars.ContextVar("eryx_positional", default=())
 _LINES = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")  # the parser's line breaks, kept
 
 _FACADE_UNAVAILABLE = (
@@ -144,7 +147,7 @@ class EryxInterpreter:
         with self._lock:
             self._check_open()
             if self._sandbox is None:
-                self._sandbox = self._build({})
+                self._sandbox = self._build()
 
     @with_callbacks
     def shutdown(self) -> None:
@@ -185,11 +188,12 @@ class EryxInterpreter:
             if code == SHIM_SETUP:
                 raise CodeExecutionError(_FACADE_UNAVAILABLE)
             changed = self._changed(variables or {})
+            values = {name: loadable(name, value) for name, value in changed.items()}  # fails before a start
             if self._sandbox is None:
-                self._sandbox = self._build(changed)
+                self.start()  # as DSPy's lazy start: with its on_interpreter_startup_* callbacks
             else:
                 self._bind()
-                self._inject(changed)
+            self._inject(values)
             self._mounted.update(changed)
             token = _EXECUTING.set(self)
             try:
@@ -221,15 +225,15 @@ class EryxInterpreter:
             changed[name] = value
         return changed
 
-    def _inject(self, changed: dict[str, Any]) -> None:
-        if not changed:
+    def _inject(self, values: dict[str, Any]) -> None:
+        if not values:
             return
         try:
-            self._sandbox.set_inputs({name: _loadable(name, value) for name, value in changed.items()})
+            self._sandbox.set_inputs(values)
         except (SandboxError, ValueError, TypeError) as exc:
-            raise CodeInterpreterError(f"Could not load variables {sorted(changed)} into the sandbox: {exc}") from exc
+            raise CodeInterpreterError(f"Could not load variables {sorted(values)} into the sandbox: {exc}") from exc
 
-    def _build(self, inputs: dict[str, Any]) -> CodeSandbox:
+    def _build(self) -> CodeSandbox:
         names = self._tool_names()
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}
@@ -237,7 +241,7 @@ class EryxInterpreter:
         outputs = self._output_names()
         try:
             sandbox = (IsolatedSandbox if self.isolate_process else Sandbox)(
-                {name: _loadable(name, value) for name, value in inputs.items()},
+                {},
                 functions,
                 limits=self.limits,
                 setup_code=termination_code(outputs) + _ECHO,
@@ -280,13 +284,13 @@ class EryxInterpreter:
     # ------------------------------------------------------------------ tools
 
     @with_callbacks
-    def invoke_tool(self, tool_name: str, kwargs: dict[str, Any], args: tuple = ()) -> Any:
-        """Call a registered tool (on a sandbox worker thread); async tools are run to completion."""
+    def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:
+        """Call a registered tool (on a sandbox worker thread) and return its raw result; async
+        tools are run to completion. The code gets the result converted as DSPy converts it."""
         tool = self.tools.get(tool_name)
         if tool is None or is_reserved_sandbox_name(tool_name):
             raise CodeInterpreterError(f"Unknown tool: {tool_name}")
-        args, kwargs = _keywords(tool, args, kwargs)
-        return run_awaitable(tool(*args, **kwargs))
+        return run_awaitable(tool(*_POSITIONAL.get(), **kwargs))
 
 
 class _Factory:
@@ -316,46 +320,25 @@ def _dispatch(ref: weakref.ref, tool_name: str, /, *args: Any, **kwargs: Any) ->
     interpreter = ref()
     if interpreter is None or interpreter._closed:
         raise RuntimeError("the interpreter was shut down")
-    if tool_name not in interpreter.tools:
+    tool = interpreter.tools.get(tool_name)
+    if tool is None:
         raise RuntimeError(f"{tool_name} is not available (the tool was removed)")
-    return interpreter.invoke_tool(tool_name, kwargs, args)
-
-
-def _keywords(tool: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
-    """Positional arguments as keywords where the signature names them: DSPy's tools
-    (dspy.RLM wraps user tools as `invoke(**kwargs)`) take keywords only."""
-    if not args:
-        return (), kwargs
+    args, kwargs = keywords(tool, args, kwargs)
+    token = _POSITIONAL.set(args)
     try:
-        params = list(inspect.signature(tool).parameters.values())
-    except (TypeError, ValueError):
-        return args, kwargs
-    named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-    if any(p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL) for p in params) or len(args) > len(named):
-        return args, kwargs
-    mapped = dict(zip(named, args))
-    both = sorted(set(mapped) & set(kwargs))
-    if both:
-        raise TypeError(f"got multiple values for argument(s) {', '.join(both)}")
-    return (), {**mapped, **kwargs}
-
-
-def _loadable(name: str, value: Any) -> Any:
-    """`value` as the sandbox can carry it (JSON-like or pydantic); others via pydantic's JSON mode."""
-    if isinstance(value, _INPUT_TYPES):
-        return value
-    try:
-        return to_jsonable_python(value)
-    except PydanticSerializationError:
-        raise CodeInterpreterError(f"Unsupported value type for variable {name!r}: {type(value).__name__}") from None
+        return tool_result(interpreter.invoke_tool(tool_name, kwargs))
+    finally:
+        _POSITIONAL.reset(token)
 
 
 def _outcome(result: StepResult) -> Any:
+    """The output as printed (trailing newline kept, as DSPy's), then stderr, the error and notes."""
     if result.submitted:
         return FinalOutput(result.submission)
-    parts = [p.rstrip("\n") for p in (result.stdout, result.stderr, result.error or "") if p and p.strip()]
-    parts += [f"[{note}]" for note in result.notes]
-    text = "\n".join(parts)
+    text = result.stdout if result.stdout and result.stdout.strip() else ""
+    for part in (result.stderr, result.error, *(f"[{note}]" for note in result.notes)):
+        if part and part.strip():
+            text += ("" if not text or text.endswith("\n") else "\n") + part
     if result.error_kind == "syntax":
         raise SyntaxError(text)
     if result.error:

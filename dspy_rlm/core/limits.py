@@ -9,14 +9,16 @@ the best answer known so far without another model call.
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import functools
-import threading
 import time
-from concurrent.futures import Future
 from typing import Any, Literal
 
 import pydantic
+
+from dspy_rlm.sandbox.hostcalls import submit_daemon
+
+__all__ = ["Deadline", "RunLimits", "estimate_cost", "in_daemon_thread", "submit_daemon"]
 
 class RunLimits(pydantic.BaseModel):
     """Per-call limits; None means unlimited.
@@ -82,29 +84,11 @@ def _token_rates(model: str) -> tuple[float, float] | None:
     return prompt_rate, completion_rate
 
 
-def submit_daemon(fn: Any, *args: Any, name: str = "rlm-deadline", gate: threading.Semaphore | None = None,
-                  **kwargs: Any) -> Future:
-    """Run `fn` in this context on a daemon thread; return its future.
+async def in_daemon_thread(fn: Any, *args: Any, name: str = "rlm-step", **kwargs: Any) -> Any:
+    """Await `fn(*args, **kwargs)`, run in this context on a daemon thread of its own.
 
-    Used for calls a deadline may abandon: a ThreadPoolExecutor's workers are
-    joined at interpreter exit, so one abandoned call could keep the process alive.
+    Not `asyncio.to_thread`: its default executor has a few threads, and a step waits on
+    sub-query coroutines that need those threads too (DSPy's async LM path uses them), so
+    enough concurrent `acall`s would hold them all and deadlock.
     """
-    future: Future = Future()
-    context = contextvars.copy_context()
-
-    def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            if gate is not None:
-                with gate:
-                    result = context.run(fn, *args, **kwargs)
-            else:
-                result = context.run(fn, *args, **kwargs)
-        except BaseException as exc:  # handed to the waiter, like an executor would
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return future
+    return await asyncio.wrap_future(submit_daemon(fn, *args, name=name, **kwargs))

@@ -8,10 +8,16 @@ to the model as an observation and the loop continues.
 
 from __future__ import annotations
 
-from typing import Any
+import ast
+import enum
+import json
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
+import pydantic
 from dspy.adapters.utils import parse_value
 
+from dspy_rlm import settings
 from dspy_rlm.errors import OutputError
 
 TERMINATION_NAMES = ("SUBMIT", "FINAL", "FINAL_VAR")
@@ -75,7 +81,9 @@ def parse_submission(payload: Any, output_fields: dict[str, Any]) -> dict[str, A
     for name, field in output_fields.items():
         annotation = field.annotation
         try:
-            parsed[name] = parse_value(payload[name], annotation)
+            parsed[name] = parse_field(payload[name], annotation)
+        except _Unreadable as exc:
+            problems.append(f"{name}: expected {_type_label(annotation)}, got {exc}")
         except Exception as exc:  # pydantic and json errors alike go back to the model
             problems.append(f"{name}: expected {_type_label(annotation)}, got {_short(payload[name])}: {_first_line(exc)}")
     if problems:
@@ -83,12 +91,63 @@ def parse_submission(payload: Any, output_fields: dict[str, Any]) -> dict[str, A
     return parsed
 
 
+class _Unreadable(ValueError):
+    """Submitted text too long to repair, and neither JSON nor a Python literal."""
+
+
+def parse_field(value: Any, annotation: Any) -> Any:
+    """One submitted value as `annotation`, like DSPy's `parse_value` but in linear time.
+
+    `parse_value` repairs text with `json_repair`, which is quadratic on some text; only
+    text up to `settings.SUBMIT_REPAIR_CHARS` goes there. Longer text is read as JSON, then
+    as a Python literal (up to `settings.SUBMIT_LITERAL_CHARS`), then taken as it is."""
+    if not (isinstance(value, str) and len(value) > settings.SUBMIT_REPAIR_CHARS and _repaired(value, annotation)):
+        return parse_value(value, annotation)
+    candidate = _read_literal(value)
+    if candidate is not value:
+        return pydantic.TypeAdapter(annotation).validate_python(candidate)
+    try:
+        return pydantic.TypeAdapter(annotation).validate_python(value)  # a type that takes the text itself
+    except pydantic.ValidationError:
+        raise _Unreadable(
+            f"{len(value):,} characters of text that is not valid JSON (only text up to "
+            f"{settings.SUBMIT_REPAIR_CHARS:,} characters is repaired); submit the value itself "
+            f"(a {_type_label(annotation)}), not its text"
+        ) from None
+
+
+def _repaired(value: str, annotation: Any) -> bool:
+    """Whether `parse_value` would hand this text to json_repair (it does unless the type takes text)."""
+    if annotation is str or isinstance(annotation, enum.EnumMeta):
+        return False
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType) and str in args and type(None) in args:
+        return False
+    return not (origin is Literal and value in args)
+
+
+def _read_literal(text: str) -> Any:
+    """`text` read as JSON or as a Python literal, in linear time; `text` itself when it is neither."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    if len(text) <= settings.SUBMIT_LITERAL_CHARS:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            pass
+    return text
+
+
 def _type_label(annotation: Any) -> str:
+    if get_args(annotation):  # list[int], not list
+        return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)  # not the repr of 50 MB of text
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

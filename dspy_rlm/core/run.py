@@ -15,21 +15,29 @@ from typing import Any, Awaitable, Callable, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
+from dspy.utils.logging_utils import configure_dspy_loggers
 
 from dspy_rlm.core.budget import CallBudget, UsageLedger
 from dspy_rlm.core.config import RunConfig
+from dspy_rlm.core.events import named_predictor, step_event
 from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.outputs import parse_submission, termination_code
+from dspy_rlm.core.secrets import error_text, guarded, remember_lms, scrub, scrubbed
+from dspy_rlm.core.streaming import reach_stream
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
 from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_history, format_iteration, format_variables
 from dspy_rlm.errors import (
     CodeProblem, InputsNotLoaded, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError,
 )
-from dspy_rlm.observability.tracing import set_outputs, span
+from dspy_rlm.observability.tracing import fenced, set_outputs, span
 from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
 
 logger = logging.getLogger("dspy_rlm")
+# `verbose=True` prints through a logger set up as DSPy sets up its own (INFO, to stderr, silenced by
+# `dspy.disable_logging()`), so it shows without any logging configuration, as `dspy.RLM`'s does.
+step_logger = logging.getLogger("dspy_rlm.steps")
+configure_dspy_loggers(step_logger.name)
 
 EXTRACTED = "Extract forced final output"
 # Limits after which one more model call (extract) would not overspend.
@@ -56,6 +64,7 @@ class RLMRun:
             max_prompt_chars=config.max_prompt_chars, max_concurrency=config.max_concurrency,
             loop=loop, deadline=self.deadline, usage_limit=self._usage_limit_message,
         )
+        remember_lms(dspy.settings.lm, config.sub_lm, config.generate_code.lm, config.sub_query.lm, config.extract.lm)
         self.steps: list[Step] = []
         self.sandbox: CodeSandbox | None = None
         self.best_answer: dict | None = None
@@ -67,6 +76,8 @@ class RLMRun:
         functions = dict(self.sub_queries.functions())
         for name, tool in self.config.tools.items():
             functions[name] = tool_function(tool, self._run_coroutine)
+        functions = {name: guarded(function) for name, function in functions.items()}  # no key in guest errors
+        functions = reach_stream(functions, self.loop)  # under dspy.streamify: callbacks reach the stream
         factory = self.config.sandbox_factory
         try:
             sandbox = factory(self.inputs, functions, limits=self.config.sandbox_limits,
@@ -94,30 +105,32 @@ class RLMRun:
     def generate(self, iteration: int) -> dspy.Prediction | None:
         """Ask `generate_code` for the next step; None if its answer was unusable."""
         try:
-            with self.ledger.track("root"):
+            with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
                 return self._bounded(self.config.generate_code, **self.code_inputs(iteration))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
         except LMError as error:
-            raise LMFailure(f"the root model failed: {type(error).__name__}: {error}", **self._details()) from error
+            raise LMFailure(f"the root model failed: {error_text(error)}", **self._details()) from scrubbed(error)
 
     async def agenerate(self, iteration: int) -> dspy.Prediction | None:
         try:
-            with self.ledger.track("root"):
+            with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
                 return await self._abounded(self.config.generate_code.acall(**self.code_inputs(iteration)))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
         except LMError as error:
-            raise LMFailure(f"the root model failed: {type(error).__name__}: {error}", **self._details()) from error
+            raise LMFailure(f"the root model failed: {error_text(error)}", **self._details()) from scrubbed(error)
 
     def code_inputs(self, iteration: int) -> dict[str, str]:
         """The inputs of `generate_code` for this iteration."""
         return {
             "variables_info": self.variables_info(),
             "repl_history": format_history(self.steps, self.config.max_output_chars),
-            "iteration": format_iteration(iteration, self.config.max_iters, self.budget.remaining),
+            "iteration": format_iteration(iteration, self.config.max_iters, self.budget.remaining,
+                                          max_prompt_chars=self.config.max_prompt_chars,
+                                          max_output_chars=self.config.max_output_chars),
         }
 
     def variables_info(self) -> str:
@@ -127,18 +140,36 @@ class RLMRun:
     # -- the sandbox -------------------------------------------------------
 
     def execute(self, iteration: int, action: dspy.Prediction | None) -> dict[str, Any] | None:
-        """Run one step's code; return the validated outputs when the code finished the run."""
+        """Run one step's code; return the validated outputs when the code finished the run.
+
+        Callbacks see the step as `on_interpreter_execute_start/end` (see `core/events.py`)."""
         if action is None:
             return None
+        with step_event(self.sandbox, iteration, action.reasoning or "", _step_code(action.code)) as event:
+            outputs = self._execute(iteration, action)
+            event.outputs = self.steps[-1].model_dump()
+        return outputs
+
+    def step_view(self, iteration: int, submitted: bool) -> dict[str, Any]:
+        """This iteration's step as its span's outputs, code and output fenced for MLflow's Markdown view."""
+        step = self.steps[-1] if self.steps and self.steps[-1].iteration == iteration else None
+        if step is None:
+            return {"submitted": submitted}
+        return {"reasoning": step.reasoning, "code": fenced(step.code, "python"), "output": fenced(step.output),
+                "error": step.error, "seconds": step.seconds, "sub_queries": len(step.sub_queries),
+                "submitted": submitted}
+
+    def _execute(self, iteration: int, action: dspy.Prediction) -> dict[str, Any] | None:
         started = time.perf_counter()
         try:
             code = extract_code(action.code)
         except CodeProblem as problem:
             self._record(iteration, action.reasoning, action.code or "", str(problem), "no_code", started)
             return None
-        with span("rlm.execute_code", "TOOL", {"code": code}) as active:
+        with span("rlm.execute_code", "TOOL", {"code": fenced(code, "python")}) as active:
             result = self._run_step(iteration, action.reasoning, code, started)
-            set_outputs(active, {"output": result.observation, "error": result.error, "seconds": result.seconds})
+            set_outputs(active, {"output": fenced(result.observation), "error": result.error,
+                                 "seconds": result.seconds})
         self.ledger.sandbox_seconds += result.seconds
         output, outputs, error = result.observation, None, result.error_kind
         if error == "timeout" and self.deadline.passed:  # the step was cut short by the call's deadline
@@ -150,7 +181,15 @@ class RLMRun:
             except OutputError as problem:
                 output, error = (f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)), "output"
         self._record(iteration, action.reasoning, code, output, error, started)
+        self._check_sub_model()
         return outputs
+
+    def _check_sub_model(self) -> None:
+        """End the call when a sub-query said the sub-model is misconfigured (not worth more steps)."""
+        unusable = self.sub_queries.unusable
+        if unusable is not None:
+            raise LMFailure(f"the sub-model cannot be used (check sub_lm, or the configured LM: its model name, "
+                            f"API key and api_base): {error_text(unusable)}", **self._details()) from scrubbed(unusable)
 
     def _run_step(self, iteration: int, reasoning: str, code: str, started: float) -> StepResult:
         try:
@@ -200,7 +239,7 @@ class RLMRun:
         limit = self._ending_limit()
         if self._wants_extract(limit):
             try:
-                with self.ledger.track("root"):
+                with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
                     extracted = self._bounded(self.config.extract, **self._extract_inputs())
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
@@ -211,7 +250,7 @@ class RLMRun:
         limit = self._ending_limit()
         if self._wants_extract(limit):
             try:
-                with self.ledger.track("root"):
+                with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
                     extracted = await self._abounded(self.config.extract.acall(**self._extract_inputs()))
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
@@ -222,7 +261,7 @@ class RLMRun:
         """`extract` ran past the deadline (end as at the deadline) or failed (a typed error)."""
         if isinstance(problem, DeadlineReached):
             return self.prediction(self._best_outputs(), "Stopped at the deadline limit", "deadline")
-        raise LMFailure(f"the extract step failed: {type(problem).__name__}: {problem}", **self._details()) from problem
+        raise LMFailure(f"the extract step failed: {error_text(problem)}", **self._details()) from scrubbed(problem)
 
     def prediction(self, outputs: dict[str, Any], final_reasoning: str, limit: str | None = None) -> dspy.Prediction:
         extra = {"limit": limit} if limit is not None else {}
@@ -285,13 +324,22 @@ class RLMRun:
     def _record(self, iteration: int, reasoning: str, code: str, output: str, error: StepErrorKind | None,
                 started: float) -> None:
         step = Step(
-            iteration=iteration, reasoning=reasoning or "", code=code, output=output, error=error,
+            iteration=iteration, reasoning=reasoning or "", code=code, output=scrub(output), error=error,
             seconds=round(time.perf_counter() - started, 4), sub_queries=self.sub_queries.take_records(),
         )
         self.steps.append(step)
         self.consecutive_errors = self.consecutive_errors + 1 if error else 0
         if self.config.verbose:
-            logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds, code, output)
+            step_logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds,
+                             step.code, step.output)  # as kept: bounded (and scrubbed)
 
     def _run_coroutine(self, coroutine: Awaitable[Any]) -> Any:
         return run_awaitable(coroutine, self.loop)
+
+
+def _step_code(text: str | None) -> str:
+    """The code of a step as the events show it: the extracted code, or the raw text if there is none."""
+    try:
+        return extract_code(text)
+    except CodeProblem:
+        return text or ""

@@ -6,10 +6,17 @@ Their instructions and demos are what optimizers tune, so each is a plain
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dspy
 from dspy.adapters.utils import translate_field_type
+
+# The limits of one RLM instance are not in the instructions (a saved program would carry them
+# into an RLM with others): these phrases point to `iteration`, where each call states them.
+PROMPT_LIMIT = "(a prompt may be as long as `iteration` says)"
+OUTPUT_LIMIT = "Output longer than `iteration` says is cut in the middle (head and tail kept)."
+LIMITS_LINE = "`iteration` gives this step's number, the sub-model calls left in this run, and these size limits."
 
 CODE_INSTRUCTIONS = """You are answering a task whose inputs are too large to read directly. They live as variables in a persistent Python REPL; you see only their names, types, lengths and short previews. Produce these outputs:
 {outputs}
@@ -18,10 +25,10 @@ Each step, write Python code. It runs, and you see what it printed; then you wri
 
 Available in the REPL:
 - Variables: {inputs} (your input data, already loaded).
-- `llm_query(prompt) -> str`: ask a sub-model about a piece of text (up to about {max_prompt_chars:,} characters per prompt).
+- `llm_query(prompt) -> str`: ask a sub-model about a piece of text {prompt_limit}.
 - `llm_query_batched(prompts) -> list[str]` (also `llm_batch`): ask many prompts concurrently; much faster than a loop of `llm_query`.
 - `SUBMIT({submit_call})` ends the run with the final outputs.{final_hint}
-- `print()`: the only way to see results. Output is truncated to {max_output_chars:,} characters, head and tail.{tool_docs}
+- `print()`: the only way to see results. {output_limit}{tool_docs}
 
 Rules:
 1. Explore first: print sizes, samples and structure before processing.
@@ -30,7 +37,7 @@ Rules:
 4. Keep long or exact values in variables; never retype them.
 5. SUBMIT ends the run at once: inspect results in one step, then SUBMIT in a later step.
 6. Write ordinary synchronous Python: `x = llm_query(p)` works anywhere except inside a lambda. No network, no files other than your inputs.
-You can make at most {max_llm_calls} sub-model calls in this run."""
+{limits_line}"""
 
 EXTRACT_INSTRUCTIONS = """The REPL run ran out of steps before it called SUBMIT. Based on the REPL history, extract the best final outputs you can from what was gathered and computed."""
 
@@ -42,25 +49,21 @@ class SubQuery(dspy.Signature):
     response: str = dspy.OutputField(desc="The answer to the request")
 
 
-def build_code_signature(
-    task: type[dspy.Signature],
-    *,
-    max_llm_calls: int,
-    max_output_chars: int,
-    max_prompt_chars: int,
-    tool_docs: str = "",
-) -> type[dspy.Signature]:
-    """`variables_info, repl_history, iteration -> reasoning, code` with the RLM rules as instructions."""
+def build_code_signature(task: type[dspy.Signature], *, tool_docs: str = "") -> type[dspy.Signature]:
+    """`variables_info, repl_history, iteration -> reasoning, code` with the RLM rules as instructions.
+
+    The instructions hold what a saved program may carry (the task's fields and tools), never the
+    limits of one RLM instance: those reach the model in each call's `iteration` input."""
     outputs = task.output_fields
     instructions = CODE_INSTRUCTIONS.format(
         outputs="\n".join(_describe_output(name, field) for name, field in outputs.items()),
         inputs=", ".join(f"`{name}`" for name in task.input_fields),
         submit_call=", ".join(f"{name}=..." for name in outputs),
         final_hint=" With one output, `FINAL(value)` and `FINAL_VAR('name')` also work." if len(outputs) == 1 else "",
-        max_output_chars=max_output_chars,
-        max_prompt_chars=max_prompt_chars,
-        max_llm_calls=max_llm_calls,
         tool_docs=tool_docs,
+        prompt_limit=PROMPT_LIMIT,
+        output_limit=OUTPUT_LIMIT,
+        limits_line=LIMITS_LINE,
     )
     if task.instructions and not task.instructions.startswith("Given the fields"):
         instructions = f"{task.instructions}\n\n{instructions}"
@@ -68,7 +71,7 @@ def build_code_signature(
         {
             "variables_info": (str, dspy.InputField(desc="The REPL variables: names, types, lengths, previews")),
             "repl_history": (str, dspy.InputField(desc="Earlier steps: reasoning, code and output")),
-            "iteration": (str, dspy.InputField(desc="This step's number and the remaining sub-model budget")),
+            "iteration": (str, dspy.InputField(desc="This step's number, the sub-model calls left, the size limits")),
             "reasoning": (str, dspy.OutputField(desc="What you know, what remains, and the plan for this step")),
             "code": (str, dspy.OutputField(desc="Python code for this step, in a ```python block")),
         },
@@ -82,11 +85,15 @@ def field_description(field: Any) -> str:
     return "" if not desc or desc.startswith("${") else desc
 
 
+def type_label(annotation: Any) -> str:
+    """A short name for a field's type: `str`, `list[int]`, `Literal['yes', 'no']`."""
+    label = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return label or str(annotation).replace("typing.", "")
+
+
 def _describe_output(name: str, field: Any) -> str:
     """`- `name` (type): description`, with the type's constraints where DSPy states them."""
-    annotation = field.annotation
-    label = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    label = label or str(annotation).replace("typing.", "")
+    label = type_label(field.annotation)
     desc = field_description(field)
     desc = f": {desc}" if desc else ""
     constraint = translate_field_type(name, field).split("}", 1)[-1].strip()
@@ -105,3 +112,19 @@ def build_extract_signature(task: type[dspy.Signature]) -> type[dspy.Signature]:
     for name, field in task.output_fields.items():
         fields[name] = (field.annotation, field)
     return dspy.Signature(fields, objective + EXTRACT_INSTRUCTIONS)
+
+
+# The numbered phrases of the instructions before the limits moved to `iteration`. A state saved
+# then still quotes the saving RLM's numbers; `upgrade_instructions` swaps in today's wording.
+_LEGACY_PHRASES = (
+    (re.compile(r"\(up to about [\d,]+ characters per prompt\)"), PROMPT_LIMIT),
+    (re.compile(r"Output is truncated to [\d,]+ characters, head and tail\."), OUTPUT_LIMIT),
+    (re.compile(r"You can make at most \d+ sub-model calls in this run\."), LIMITS_LINE),
+)
+
+
+def upgrade_instructions(instructions: str) -> str:
+    """`instructions` without the per-instance numbers earlier versions wrote into them."""
+    for phrase, replacement in _LEGACY_PHRASES:
+        instructions = phrase.sub(replacement, instructions)
+    return instructions

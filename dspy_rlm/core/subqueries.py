@@ -20,8 +20,11 @@ import dspy
 from dspy_rlm.core.budget import CallBudget, UsageLedger
 from dspy_rlm.errors import BudgetExceeded
 from dspy_rlm.core.limits import Deadline, submit_daemon
+from dspy_rlm.core.lm_errors import is_configuration_error
+from dspy_rlm.core.secrets import error_text
 from dspy_rlm.core.transcript import SubQueryRecord
-from dspy_rlm.observability.tracing import set_outputs, span
+from dspy_rlm.sandbox.hostcalls import bounded as host_call_bounded
+from dspy_rlm.core.events import batch_event, named_predictor, sub_query_event
 
 
 _SLOT = "rlm-sub"  # name of the threads that make sub-model calls
@@ -53,6 +56,7 @@ class SubQueries:
         self.deadline = deadline or Deadline(None)
         self.usage_limit = usage_limit  # why no more sub-model calls may start, or None
         self._records: list[SubQueryRecord] = []
+        self.unusable: Exception | None = None  # the first error saying the sub-model is misconfigured
         self._lock = threading.Lock()
 
     def functions(self) -> dict[str, Callable[..., Any]]:
@@ -80,13 +84,13 @@ class SubQueries:
         if not prompts:
             return []
         self.budget.reserve(len(prompts))
-        with span("llm_query_batched", "CHAIN", {"prompts": prompts}) as active:
+        with batch_event(prompts) as event:  # callbacks see the batch; MLflow's makes its span
             if self.loop is not None:
                 future = asyncio.run_coroutine_threadsafe(self._abatched(prompts), self.loop)
                 answers = self._wait(future)
             else:
                 answers = self._threaded_batch(prompts)
-            set_outputs(active, answers)
+            event.outputs = answers
         return answers
 
     def _threaded_batch(self, prompts: list[str]) -> list[str]:
@@ -101,20 +105,24 @@ class SubQueries:
         try:
             return self._wait(future)
         except TimeoutError as exc:
-            return f"[ERROR] TimeoutError: {exc}"
+            return slot_error(exc)
 
     def _ask_slot(self, prompt: str) -> str:
         try:
             return self._ask_now(prompt)  # the batch already bounds each slot by the deadline
         except Exception as exc:
-            return f"[ERROR] {type(exc).__name__}: {exc}"
+            return slot_error(exc)
 
     def _wait(self, future: Any) -> Any:
-        """A future's result, but never past the call's deadline."""
+        """A future's result, but never past the call's deadline, nor (soon) after the host call this
+        wait is part of was abandoned at its step's time limit; what it waited for is then cancelled."""
         try:
-            return future.result(timeout=self.deadline.remaining())
+            return future.result(timeout=host_call_bounded(self.deadline.remaining()))
         except FutureTimeout:
-            raise TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+            future.cancel()  # a sub-query on the event loop stops there (a thread's runs on, unobserved)
+            if self.deadline.passed:
+                raise TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+            raise TimeoutError("the step's time ran out, and the sub-query was abandoned") from None
 
     def _ask(self, prompt: str) -> str:
         if self.loop is not None:
@@ -124,12 +132,12 @@ class SubQueries:
         return self._wait(submit_daemon(self._ask_now, prompt, name=_SLOT))
 
     def _ask_now(self, prompt: str) -> str:
-        with self._recorded(prompt) as answer:
+        with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
             answer.append(self.predictor(prompt=prompt).response)
         return answer[0]
 
     async def _aask(self, prompt: str) -> str:
-        with self._recorded(prompt) as answer:
+        with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
             answer.append((await self.predictor.acall(prompt=prompt)).response)
         return answer[0]
 
@@ -141,13 +149,17 @@ class SubQueries:
         refusal = self.usage_limit()
         if refusal is not None:
             raise BudgetExceeded(refusal)
+        if self.unusable is not None:  # no more calls to a model that cannot answer; the call ends after the step
+            raise RuntimeError(f"the sub-model cannot be used: {error_text(self.unusable)}")
         started, answer, error = time.perf_counter(), [], None
         try:
-            with span("llm_query", "LLM", {"prompt": prompt}) as active, self.ledger.track("sub"), self._lm_context():
+            with sub_query_event(prompt) as event, self.ledger.track("sub"), self._lm_context():
                 yield answer
-                set_outputs(active, answer[0] if answer else None)
+                event.outputs = answer[0] if answer else None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = error_text(exc)
+            if self.unusable is None and is_configuration_error(exc):
+                self.unusable = exc
             raise
         finally:
             self._record(prompt, answer[0] if answer else "", started, error)
@@ -160,7 +172,7 @@ class SubQueries:
                 try:
                     return await self._aask(prompt)
                 except Exception as exc:
-                    return f"[ERROR] {type(exc).__name__}: {exc}"
+                    return slot_error(exc)
 
         return list(await asyncio.gather(*(slot(p) for p in prompts)))
 
@@ -177,6 +189,13 @@ class SubQueries:
                 f"{where} is {len(prompt):,} characters, over the limit of {self.max_prompt_chars:,}; "
                 "split the text into smaller chunks and use llm_query_batched"
             )
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as bad:  # no provider can receive it: say so before the call is spent
+            raise ValueError(
+                f"{where} holds a lone surrogate (U+{ord(prompt[bad.start]):04X}) at character {bad.start:,}, "
+                "which is not valid Unicode; repair it first: text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
 
     def _record(self, prompt: str, response: str, started: float, error: str | None) -> None:
         record = SubQueryRecord(
@@ -187,3 +206,8 @@ class SubQueries:
         )
         with self._lock:
             self._records.append(record)
+
+
+def slot_error(error: BaseException) -> str:
+    """What a failed slot of `llm_query_batched` holds (scrubbed of secrets, like every host error text)."""
+    return f"[ERROR] {error_text(error)}"

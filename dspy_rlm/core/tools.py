@@ -7,6 +7,7 @@ through `dspy.Tool`, so DSPy callbacks (and MLflow's Tool spans) see them.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Awaitable, Callable
 
 from dspy.adapters.types.tool import Tool
@@ -57,10 +58,51 @@ def tool_docs(tools: dict[str, Tool]) -> str:
         return ""
     lines = ["", "Tools (host functions; arguments and results are JSON):"]
     for tool in tools.values():
-        params = ", ".join(f"{arg}: {schema.get('type', 'Any')}" for arg, schema in (tool.args or {}).items())
         desc = (tool.desc or "No description").replace("\n", " ")
-        lines.append(f"- `{tool.name}({params})`: {desc}")
+        lines.append(f"- `{tool.name}{_signature_text(tool)}`: {desc}")
     return "\n".join(lines)
+
+
+def _signature_text(tool: Tool) -> str:
+    """`(pattern: str, limit: int = 3) -> list[Hit]`: the function's own signature, as the model would call it.
+
+    A tool whose arguments were given as a JSON schema (or whose function has no signature to read)
+    shows the schema's types and defaults instead."""
+    try:
+        signature = inspect.signature(tool.func)  # a callable object's is its __call__'s, without self
+    except (TypeError, ValueError):
+        signature = None
+    if signature is None or list(signature.parameters) != list(tool.args or {}):
+        params = []
+        for arg, schema in (tool.args or {}).items():
+            default = f" = {schema['default']!r}" if "default" in schema else ""
+            params.append(f"{arg}: {schema.get('type', 'Any')}{default}")
+        return f"({', '.join(params)})"
+    shown = signature.replace(
+        parameters=[p.replace(annotation=_Shown(p.annotation)) if p.annotation is not p.empty else p
+                    for p in signature.parameters.values()],
+        return_annotation=(_Shown(signature.return_annotation) if signature.return_annotation is not signature.empty
+                           else signature.empty),
+    )
+    return str(shown)
+
+
+class _Shown:
+    """An annotation as written in the source, without module paths (`list[Hit]`, not `list[app.models.Hit]`)."""
+
+    def __init__(self, annotation: Any):
+        if isinstance(annotation, str):  # postponed (`from __future__ import annotations`): the source text
+            self.text = annotation
+        elif isinstance(annotation, type):
+            self.text = annotation.__qualname__
+        else:
+            self.text = _MODULE_PATH.sub("", str(annotation))
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_MODULE_PATH = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])")
 
 
 def tool_function(tool: Tool, run_coroutine: Callable[[Awaitable[Any]], Any]) -> Callable[..., Any]:
@@ -69,15 +111,54 @@ def tool_function(tool: Tool, run_coroutine: Callable[[Awaitable[Any]], Any]) ->
     `run_coroutine` runs an async tool to completion from the sandbox's worker
     thread (on the caller's event loop under `acall`).
     """
-    arg_names = list(tool.args or {})
+    signature = _call_signature(tool)
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > len(arg_names):
-            raise TypeError(f"{tool.name}() takes {len(arg_names)} arguments but {len(args)} were given")
-        kwargs = {**dict(zip(arg_names, args)), **kwargs}
+        kwargs = _bind(tool.name, signature, args, kwargs)
         if inspect.iscoroutinefunction(tool.func):
             return run_coroutine(tool.acall(**kwargs))
         return tool(**kwargs)
 
     call.__name__ = tool.name
     return call
+
+
+def _call_signature(tool: Tool) -> inspect.Signature:
+    """How `tool` binds arguments: its function's signature, or (when the Tool declares other
+    `args`, or the function has none to read) one built from the declared names, all optional."""
+    declared = list(tool.args or {})
+    try:
+        signature = inspect.signature(tool.func)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        named = [p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if all(name in signature.parameters for name in declared) and set(named) <= set(declared):
+            # By name only: a Tool is called with keywords, so positional-only parameters bind as keywords too.
+            return signature.replace(parameters=[
+                p.replace(kind=p.POSITIONAL_OR_KEYWORD) if p.kind is p.POSITIONAL_ONLY else p
+                for p in signature.parameters.values()])
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter(name, keyword, default=None) for name in declared]
+    if tool.has_kwargs or signature is None:
+        parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(parameters)
+
+
+def _bind(name: str, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments `args` and `kwargs` bind to, with Python's TypeErrors (named after the tool)."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{name}(): {error}") from None
+    named: dict[str, Any] = {}
+    for key, value in bound.arguments.items():
+        kind = signature.parameters[key].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"{name}(): *{key} cannot be passed to a tool; pass a list instead")
+        else:
+            named[key] = value
+    return named

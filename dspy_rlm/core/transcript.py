@@ -9,8 +9,9 @@ constant below, used by its writer (`describe_value`, `format_variables`,
 `Step.format` / `format_history`, `format_iteration`) and, turned into a
 regex by `_pattern`, by its parser (`parse_variables`, `inputs_section`,
 `parse_history`, `parse_iteration`). Whatever reads the prompt (the simulated
-root model, the live display) uses these parsers, so a format change is made
-here once, and the round-trip tests in `tests/test_transcript.py` catch drift.
+root model) uses these parsers, so a format change is made here once, and the
+round-trip tests in `tests/test_transcript.py` catch drift. Every text is bounded
+(`dspy_rlm.core.bounds`): names, reasoning, code and outputs are cut with a marker.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from typing import Any, Literal, NamedTuple
 
 import pydantic
 
+from dspy_rlm import settings
+from dspy_rlm.core.bounds import CUT as _CUT, CUT_PREFIX as _CUT_PREFIX, CUT_SUFFIX as _CUT_SUFFIX
+from dspy_rlm.core.bounds import NUMBER as _NUMBER, cut_name, recut
 from dspy_rlm.errors import CodeProblem
 from dspy_rlm.sandbox import ErrorKind, truncate_middle
 
 PREVIEW_CHARS = 300
 MAX_LISTED_VARIABLES = 100  # names of the model's own variables shown in variables_info
+DESCRIPTION_CHARS = 1_000  # of an input's description in variables_info
+RECORD_ERROR_CHARS = 1_000  # of a sub-query's error kept in its record
+_KEPT_TEXTS = ("reasoning", "code", "output")  # a Step's texts, each kept up to settings.TRAJECTORY_TEXT_CHARS
 _PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -50,6 +57,9 @@ STEP_SEPARATOR = "\n\n"
 # ---- the format: `iteration`
 ITERATION_LINE = "{iteration}/{max_iters}"
 CALLS_LEFT = "; sub-model calls left: {calls_left}"
+# The limits of this RLM, stated each call rather than in the (saved, tunable) instructions.
+SIZE_LIMITS = ("\nSize limits: a sub-model prompt may hold {max_prompt_chars:,} characters; a step's output is "
+               "shown up to {max_output_chars:,} characters.")
 
 
 def _pattern(template: str, **groups: str) -> str:
@@ -62,7 +72,6 @@ def _pattern(template: str, **groups: str) -> str:
     return "".join(parts)
 
 
-_NUMBER = r"\d[\d,]*"
 _ENTRY = re.compile(
     # An entry starts the text or follows the previous entry's closed preview.
     rf"(?:\A|(?<={re.escape(PREVIEW_CLOSE + ENTRY_SEPARATOR)}))"
@@ -78,11 +87,8 @@ _NEXT_STEP = re.compile(re.escape(STEP_SEPARATOR) + _pattern(STEP_HEADER, iterat
 _OUTPUT_AT = re.compile(re.escape(CODE_CLOSE) + _pattern(OUTPUT_HEADER.removesuffix("\n"), chars=_NUMBER)
                         + r"(?:\n|\Z)")
 _ITERATION = re.compile(_pattern(ITERATION_LINE, iteration=r"\d+", max_iters=r"\d+")
-                        + "(?:" + _pattern(CALLS_LEFT, calls_left=r"\d+") + ")?")
-# The sandbox owns the truncation marker; learn its shape from `truncate_middle` itself
-# (a 7-character text cut to nothing is the bare marker for 7) rather than copy it.
-_CUT_PREFIX, _CUT_SUFFIX = truncate_middle("x" * 7, 0).split("7")
-_CUT = re.compile(re.escape(_CUT_PREFIX) + f"(?P<cut>{_NUMBER})" + re.escape(_CUT_SUFFIX))
+                        + "(?:" + _pattern(CALLS_LEFT, calls_left=r"\d+") + ")?"
+                        + "(?:" + _pattern(SIZE_LIMITS, max_prompt_chars=_NUMBER, max_output_chars=_NUMBER) + ")?")
 
 
 StepErrorKind = ErrorKind | Literal["no_code", "generation", "output"]
@@ -98,6 +104,11 @@ class SubQueryRecord(pydantic.BaseModel):
     seconds: float
     error: str | None = None
 
+    @pydantic.field_validator("error")
+    @classmethod
+    def _bounded(cls, error: str | None) -> str | None:
+        return truncate_middle(error, RECORD_ERROR_CHARS) if error else error
+
 
 class Step(pydantic.BaseModel):
     """One REPL iteration, as kept in the trajectory; it writes its own `repl_history` block."""
@@ -109,12 +120,33 @@ class Step(pydantic.BaseModel):
     error: StepErrorKind | None = None
     seconds: float = 0.0
     sub_queries: list[SubQueryRecord] = pydantic.Field(default_factory=list)
+    _full_chars: dict[str, int] = pydantic.PrivateAttr(default_factory=dict)  # of the texts cut on the way in
 
-    def format(self, max_output_chars: int) -> str:
-        """This step's block: header, reasoning (if any), code, and the output cut to `max_output_chars`."""
-        reasoning = REASONING_LINE.format(reasoning=self.reasoning) if self.reasoning else ""
-        return (STEP_HEADER.format(iteration=self.iteration) + reasoning + CODE_OPEN + self.code + CODE_CLOSE
-                + OUTPUT_HEADER.format(chars=len(self.output)) + truncate_middle(self.output, max_output_chars))
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def _kept(cls, data: Any, handler: pydantic.ValidatorFunctionWrapHandler) -> Step:
+        """Keep each text up to `settings.TRAJECTORY_TEXT_CHARS` (a 50 MB completion is not kept
+        whole), remembering its full length for the markers of the prompt."""
+        full: dict[str, int] = {}
+        if isinstance(data, dict):
+            data, limit = dict(data), settings.TRAJECTORY_TEXT_CHARS
+            for key in _KEPT_TEXTS:
+                if isinstance(text := data.get(key), str) and len(text) > limit:
+                    full[key], data[key] = len(text), truncate_middle(text, limit)
+        step = handler(data)
+        step._full_chars.update(full)
+        return step
+
+    def format(self, max_output_chars: int, reasoning_chars: int = settings.HISTORY_REASONING_CHARS,
+               code_chars: int = settings.HISTORY_CODE_CHARS) -> str:
+        """This step's block: header, reasoning (if any), code, and output, each cut to its limit."""
+        full = self._full_chars
+        reasoning = self.reasoning and REASONING_LINE.format(
+            reasoning=recut(self.reasoning, reasoning_chars, full.get("reasoning", len(self.reasoning))))
+        code = recut(self.code, code_chars, full.get("code", len(self.code)))
+        output_chars = full.get("output", len(self.output))
+        return (STEP_HEADER.format(iteration=self.iteration) + reasoning + CODE_OPEN + code + CODE_CLOSE
+                + OUTPUT_HEADER.format(chars=output_chars) + recut(self.output, max_output_chars, output_chars))
 
 
 @dataclass(frozen=True)
@@ -146,14 +178,16 @@ class IterationInfo(NamedTuple):
     iteration: int
     max_iters: int
     calls_left: int | None  # None when the text does not say
+    max_prompt_chars: int | None = None  # the size limits, None when the text does not say
+    max_output_chars: int | None = None
 
 
 def describe_value(name: str, value: Any, desc: str = "") -> str:
     """One variable's entry in `variables_info`, without ever printing the whole value."""
     text = value if isinstance(value, str) else _preview_json(value)
-    lines = [VARIABLE_LINE.format(name=name), TYPE_LINE.format(type_name=_type_name(value))]
+    lines = [VARIABLE_LINE.format(name=name), TYPE_LINE.format(type_name=cut_name(_type_name(value)))]
     if desc:
-        lines.append(DESCRIPTION_LINE.format(description=desc))
+        lines.append(DESCRIPTION_LINE.format(description=truncate_middle(desc, DESCRIPTION_CHARS)))
     if isinstance(value, (str, list, dict, tuple)):
         unit = "characters" if isinstance(value, str) else "items"
         lines.append(LENGTH_LINE.format(length=len(value), unit=unit))
@@ -173,10 +207,16 @@ def _preview_json(value: Any) -> str:
         value = list(value[:10])
     if isinstance(value, pydantic.BaseModel):
         value = value.model_dump(mode="json")
+    limit, text = PREVIEW_CHARS * 4, ""
     try:
-        return json.dumps(value, default=str, ensure_ascii=False)[: PREVIEW_CHARS * 4]
+        # Encoded lazily, as `json.dumps` would write it, and only as far as the preview reads.
+        for chunk in json.JSONEncoder(default=str, ensure_ascii=False).iterencode(value):
+            text += chunk
+            if len(text) >= limit:
+                break
+        return text[:limit]
     except (TypeError, ValueError):
-        return repr(value)[: PREVIEW_CHARS * 4]
+        return repr(value)[:limit]
 
 
 def _head_tail(text: str, limit: int) -> str:
@@ -187,11 +227,11 @@ def _head_tail(text: str, limit: int) -> str:
 
 
 def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[str] | None = None) -> str:
-    """The `variables_info` text: every input, plus names the model created earlier."""
+    """The `variables_info` text: every input, plus names the model created earlier (each cut by `cut_name`)."""
     parts = [describe_value(name, value, descs.get(name, "")) for name, value in inputs.items()]
     if extra:
-        # Capped: code that creates thousands of globals must not blow up every later prompt.
-        listed = ", ".join(extra[:MAX_LISTED_VARIABLES])
+        # Capped in number and length: thousands of globals, or long names, must not blow up every later prompt.
+        listed = ", ".join(cut_name(name) for name in extra[:MAX_LISTED_VARIABLES])
         if len(extra) > MAX_LISTED_VARIABLES:
             listed += MORE_NAMES.format(more=len(extra) - MAX_LISTED_VARIABLES)
         parts.append(CREATED_LINE.format(names=listed))
@@ -199,7 +239,8 @@ def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[
 
 
 def parse_variables(text: str) -> list[VariableInfo]:
-    """The variables a `variables_info` text names: the inputs in order, then the listed created names."""
+    """The variables a `variables_info` text names: the inputs in order, then the listed created names
+    (a long name as shown: cut by `cut_name`)."""
     found = [VariableInfo(m["name"], m["type_name"], _number(m["length"]), True, m["description"] or "")
              for m in _ENTRY.finditer(text)]
     if (created := _created(text)) is not None:
@@ -223,11 +264,12 @@ def _created(text: str) -> re.Match[str] | None:
     return matches[-1] if matches else None
 
 
-def format_history(steps: list[Step], max_output_chars: int) -> str:
-    """The `repl_history` text: each step's reasoning, code and (truncated) output."""
+def format_history(steps: list[Step], max_output_chars: int, reasoning_chars: int = settings.HISTORY_REASONING_CHARS,
+                   code_chars: int = settings.HISTORY_CODE_CHARS) -> str:
+    """The `repl_history` text: each step's reasoning, code and output, each cut in the middle to its limit."""
     if not steps:
         return NO_HISTORY
-    return STEP_SEPARATOR.join(step.format(max_output_chars) for step in steps)
+    return STEP_SEPARATOR.join(step.format(max_output_chars, reasoning_chars, code_chars) for step in steps)
 
 
 def parse_history(text: str) -> list[HistoryEntry]:
@@ -300,9 +342,13 @@ def _next_step_or_end(text: str, start: int) -> int:
     return found.start() if found else len(text)
 
 
-def format_iteration(iteration: int, max_iters: int, calls_left: int) -> str:
-    """The `iteration` text: this step's number of the most, and the sub-model calls left."""
-    return ITERATION_LINE.format(iteration=iteration, max_iters=max_iters) + CALLS_LEFT.format(calls_left=calls_left)
+def format_iteration(iteration: int, max_iters: int, calls_left: int, *, max_prompt_chars: int | None = None,
+                     max_output_chars: int | None = None) -> str:
+    """The `iteration` text: this step's number of the most, the sub-model calls left, and the size limits."""
+    text = ITERATION_LINE.format(iteration=iteration, max_iters=max_iters) + CALLS_LEFT.format(calls_left=calls_left)
+    if max_prompt_chars is not None and max_output_chars is not None:
+        text += SIZE_LIMITS.format(max_prompt_chars=max_prompt_chars, max_output_chars=max_output_chars)
+    return text
 
 
 def parse_iteration(text: str) -> IterationInfo | None:
@@ -310,7 +356,8 @@ def parse_iteration(text: str) -> IterationInfo | None:
     found = _ITERATION.search(text)
     if found is None:
         return None
-    return IterationInfo(int(found["iteration"]), int(found["max_iters"]), _number(found["calls_left"]))
+    return IterationInfo(int(found["iteration"]), int(found["max_iters"]), _number(found["calls_left"]),
+                         _number(found["max_prompt_chars"]), _number(found["max_output_chars"]))
 
 
 def _number(text: str | None) -> int | None:
@@ -337,7 +384,7 @@ def extract_code(text: str | None) -> str:
     language, body = match.group(1).lower(), match.group(2).strip()
     if language not in _PYTHON_FENCES:
         raise CodeProblem(
-            f"Your code block is marked ```{language}, but only Python runs here. "
+            f"Your code block is marked ```{cut_name(language)}, but only Python runs here. "
             "Rewrite the step as Python in a ```python block."
         )
     if not body:

@@ -9,21 +9,23 @@ from text length (about 4 characters a token) and are labelled as such.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 import dspy
-from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.lm15 import Message, Response, StreamDeltaEvent, TextDelta, TextPart, Usage, response_to_events
 
 from dspy_rlm.errors import ScriptExhausted
 
 Answer = str | Mapping[str, Any]
 # A field's value runs to the next field header, or to ChatAdapter's closing "Respond with ..." line.
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with the corresponding output|\Z)", re.DOTALL)
+_PIECE = re.compile(r"\S+\s*|\s+")  # a streamed answer arrives a word at a time, as tokens would
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,23 @@ class _ScriptEngine:
         self.requests: list[ScriptedRequest] = []
         self._lock = threading.Lock()
 
+    # A whole program saved with `save(..., save_program=True)` pickles its models: the lock is
+    # made anew (the script, its position and the recorded requests travel).
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def complete(self, request: Any) -> Response:
         if self.latency:
             time.sleep(self.latency)
         return self.answer(request)
+
+    def stream(self, request: Any) -> Iterator[Any]:
+        """The answer as stream events, for DSPy's streaming path (`dspy.streamify`)."""
+        return stream_events(self.complete(request))
 
     def answer(self, request: Any) -> Response:
         scripted = _as_scripted(request)
@@ -141,8 +156,29 @@ class _AsyncScriptEngine:
             await asyncio.sleep(self.sync.latency)
         return self.sync.answer(request)
 
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        for event in stream_events(await self.complete(request)):
+            yield event
+
     async def aclose(self) -> None:
         pass
+
+
+def stream_pieces(text: str) -> list[str]:
+    """`text` in the pieces a streamed answer sends (a word and its trailing space each); they join to `text`."""
+    return _PIECE.findall(text)
+
+
+def stream_events(response: Response) -> Iterator[Any]:
+    """A complete response as lm15 stream events, its text deltas a word at a time."""
+    for event in response_to_events(response):
+        delta = getattr(event, "delta", None)
+        if not isinstance(delta, TextDelta) or len(pieces := stream_pieces(delta.text)) < 2:
+            yield event
+            continue
+        yield StreamDeltaEvent(delta=dataclasses.replace(delta, text=pieces[0]))  # it carries the logprobs
+        for piece in pieces[1:]:
+            yield StreamDeltaEvent(delta=TextDelta(text=piece, part_index=delta.part_index))
 
 
 def _as_scripted(request: Any) -> ScriptedRequest:

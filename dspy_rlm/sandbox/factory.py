@@ -4,10 +4,17 @@ Only a factory session can be given a memory cap, a callback timeout other than
 10 s and a callback count other than 1000. Building one takes 20-50 s, so it is
 built once per (pyeryx version, CPU architecture), saved under the user's cache
 folder and loaded (about 0.3-0.7 s) by later processes.
+
+eryx's loader trusts the file: damaged bytes can kill the process that loads it
+(SIGILL/SIGSEGV) or crash it mid-step. So a SHA-256 checksum is written beside
+the file after a verified build (`<file>.sha256`, in `sha256sum` format) and
+checked before every load; a file that fails the check, or has no checksum, is
+never loaded: it is moved aside (`<file>.damaged`) and rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -21,7 +28,7 @@ from filelock import FileLock
 
 from dspy_rlm.settings import cache_dir
 
-__all__ = ["factory_path", "load_factory"]
+__all__ = ["checksum_path", "factory_path", "load_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,11 @@ def factory_path() -> Path:
     """Where the factory is cached: `$DSPY_RLM_CACHE_DIR` or `~/.cache/dspy-rlm`,
     file `eryx-<pyeryx version>-<machine>.factory`."""
     return cache_dir() / f"eryx-{eryx.__version__}-{platform.machine()}.factory"
+
+
+def checksum_path(path: Path) -> Path:
+    """The checksum file of the factory file `path`: `<file>.sha256`."""
+    return path.with_name(path.name + ".sha256")
 
 
 def load_factory() -> eryx.SandboxFactory:
@@ -53,49 +65,111 @@ def _build_factory() -> eryx.SandboxFactory:
     return eryx.SandboxFactory()
 
 
-def _try_load(path: Path, *, delete_bad: bool) -> eryx.SandboxFactory | None:
-    """Load and check `path`; None if it is missing or fails. A file that fails
-    (truncated, corrupt, built by another pyeryx) is deleted if `delete_bad`
-    (only under the build lock, so no process deletes a file another just wrote)."""
+def _load_file(path: Path) -> eryx.SandboxFactory:
+    """eryx's loader, the one call that reads a cached file (a seam for tests)."""
+    return eryx.SandboxFactory.load(str(path))
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:  # about 35 ms for the 45 MB file
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+_NO_CHECKSUM = "it has no checksum (cached by an older dspy-rlm), so it cannot be proven intact"
+
+
+def _problem(path: Path) -> str | None:
+    """Why `path` must not be loaded, or None when it matches its checksum."""
     if not path.is_file():
-        return None
+        return "missing"
     try:
-        factory = eryx.SandboxFactory.load(str(path))
-        # load() barely checks the file; a corrupt one fails only when a session
-        # is made, so make (and drop) one now. After the first, sessions cost ~1 ms.
-        factory.create_session().execute("pass")
-        return factory
-    except Exception as exc:  # eryx raises InitializationError, but be broad: any failure means rebuild
-        if delete_bad:
-            log.warning("cached eryx factory %s failed to load (%s); deleting and rebuilding", path, exc)
-            path.unlink(missing_ok=True)
-        return None
+        recorded = checksum_path(path).read_text().split()[0]
+    except (OSError, IndexError):
+        return _NO_CHECKSUM
+    if _sha256(path) != recorded:
+        return "it does not match its checksum (the file is damaged)"
+    return None
+
+
+def _verified(factory: eryx.SandboxFactory) -> eryx.SandboxFactory:
+    # A session is where a bad factory fails (its first costs ~0.1 s; later ones ~1 ms).
+    factory.create_session().execute("pass")
+    return factory
+
+
+def _try_load(path: Path) -> tuple[eryx.SandboxFactory | None, str | None]:
+    """(the factory, None) if `path` passes its checksum and loads; else (None, why not)."""
+    problem = _problem(path)
+    if problem is not None:
+        return None, problem
+    try:
+        return _verified(_load_file(path)), None
+    except Exception as exc:  # e.g. a file another build of the same pyeryx version wrote
+        return None, f"it failed to load ({exc})"
 
 
 def _load_or_build(path: Path) -> eryx.SandboxFactory:
-    # Fast path without the file lock: files appear atomically via os.replace,
-    # so a file that exists is complete (or damaged some other way).
-    factory = _try_load(path, delete_bad=False)
+    # Fast path without the file lock: it only reads, and a mismatch here may be a builder
+    # between replacing the file and its checksum, so it is checked again under the lock.
+    factory, _ = _try_load(path)
     if factory is not None:
         return factory
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        # Another process may have built it while we waited for the lock.
-        factory = _try_load(path, delete_bad=True)
+        factory, problem = _try_load(path)  # another process may have built it meanwhile
         if factory is not None:
             return factory
-        log.warning(
-            "building the eryx sandbox factory (one-time, takes about 20-50 s); it will be cached at %s", path
-        )
-        start = time.perf_counter()
-        factory = _build_factory()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            factory.save(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        log.warning("built the eryx sandbox factory in %.1f s", time.perf_counter() - start)
-        return factory
+        if problem != "missing":
+            _set_aside(path, problem)
+        return _build_and_save(path)
+
+
+def _set_aside(path: Path, problem: str | None) -> None:
+    """Remove a file that must not be loaded; a damaged one is kept as `<file>.damaged`
+    (only the last, for a bug report)."""
+    checksum_path(path).unlink(missing_ok=True)
+    if problem == _NO_CHECKSUM:
+        log.warning("cached eryx factory %s will not be loaded: %s; rebuilding it", path, problem)
+        path.unlink(missing_ok=True)
+        return
+    aside = path.with_name(path.name + ".damaged")
+    log.warning("cached eryx factory %s will not be loaded: %s; moved to %s and rebuilding", path, problem, aside)
+    try:
+        os.replace(path, aside)
+    except OSError:
+        path.unlink(missing_ok=True)
+
+
+def _build_and_save(path: Path) -> eryx.SandboxFactory:
+    """Build and verify a factory, then save it and its checksum (each written whole, by os.replace)."""
+    log.warning("building the eryx sandbox factory (one-time, takes about 20-50 s); it will be cached at %s", path)
+    start = time.perf_counter()
+    factory = _verified(_build_factory())
+    tmp = _temporary(path)
+    try:
+        factory.save(tmp)
+        digest = _sha256(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # The file first, then its checksum: a reader between the two sees a mismatch and waits for the lock.
+    _write_atomically(checksum_path(path), f"{digest}  {path.name}\n".encode())
+    log.warning("built the eryx sandbox factory in %.1f s", time.perf_counter() - start)
+    return factory
+
+
+def _temporary(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = _temporary(path)
+    try:
+        Path(tmp).write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -172,6 +172,10 @@ def _make_wrapper(name):
         except (TypeError, ValueError):  # e.g. tuple dict keys, deep nesting
             data = _dumps(jsonable([args, kwargs]), ensure_ascii=False)
         try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: it travels as a \\udXXX escape instead
+            data = _dumps(_loads(data))
+        try:
             reply = await invoke(callback, payload=data)
         except RuntimeError as exc:
             raise _callback_error(name, str(exc)) from None

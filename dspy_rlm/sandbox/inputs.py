@@ -1,7 +1,9 @@
 """The read-only input mount: each input is written once to a folder the guest reads.
 
 A `str` becomes a text file; anything else JSON (see `jsonsafe.encode_input`),
-which the guest restores to Python objects.
+which the guest restores to Python objects. `input_values` lists the conversions
+on the way (sets and tuples to lists, dates to ISO strings, dict keys to str, ...)
+and refuses, naming where, what JSON cannot carry.
 """
 
 from __future__ import annotations

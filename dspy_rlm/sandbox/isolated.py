@@ -18,8 +18,11 @@ import contextvars
 import json
 import os
 import queue
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -29,10 +32,10 @@ from typing import Any
 from dspy_rlm import settings
 from dspy_rlm.errors import InputsNotLoaded, SandboxClosed, SandboxError, SandboxUnavailable
 from dspy_rlm.sandbox import inputs as mount
-from dspy_rlm.sandbox.jsonsafe import encode_input, to_json_safe
+from dspy_rlm.sandbox.jsonsafe import dumps_any, encode_input, loads_any, to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.protocol import StepResult
-from dspy_rlm.sandbox.hostcalls import call_host_function
+from dspy_rlm.sandbox.hostcalls import ABANDONED, call_host_function
 
 __all__ = ["IsolatedSandbox", "WorkerDied"]
 
@@ -143,15 +146,22 @@ class IsolatedSandbox:
                                f"{exc}") from exc
         lost_text = f"variables lost: {', '.join(lost)}" if lost else "no variables were lost"
         return StepResult(
-            error=f"SandboxCrash: the sandbox process ended abruptly ({why}); avoid data nested thousands deep",
+            error=f"SandboxCrash: {why}",
             error_kind="crash", restarted=True, lost_variables=lost,
             notes=[f"sandbox restarted after a crash: {lost_text}"], seconds=time.perf_counter() - started,
         )
 
-    def _call_host(self, name: str, args: list, kwargs: dict) -> dict[str, Any]:
-        """Run host function `name` for the worker, in a copy of the running step's context."""
+    def _call_host(self, name: str, args: list, kwargs: dict, timeout_s: float | None = None) -> dict[str, Any]:
+        """Run host function `name` for the worker, in a copy of the running step's context,
+        for at most `timeout_s` (the worker stops waiting then too)."""
         try:
-            return {"value": to_json_safe(call_host_function(self._functions[name], self._context, args, kwargs))}
+            value = call_host_function(self._functions[name], self._context, args, kwargs, timeout_s=timeout_s)
+            if value is ABANDONED:
+                return {"error": f"{name} was still running at the step's time limit and was abandoned",
+                        "error_type": "TimeoutError"}
+            # Encoded here, as the in-process sandbox does, so what JSON cannot carry (an int
+            # over 4,300 digits) fails the same way, as the guest's error, not a lost reply.
+            return {"json": json.dumps(to_json_safe(value), ensure_ascii=False)}
         except Exception as exc:
             return {"error": str(exc), "error_type": type(exc).__name__}
 
@@ -186,12 +196,14 @@ class _Worker:
         self._done: queue.Queue = queue.Queue()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._write_lock = threading.Lock()
+        self.folder = tempfile.mkdtemp(prefix="dspy-rlm-worker-")  # its temporary files; whoever ends last removes it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dspy_rlm.sandbox.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=_worker_environment(),
+            [sys.executable, "-m", "dspy_rlm.sandbox.worker", self.folder], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_worker_environment(),
         )
         threading.Thread(target=self._read, name="rlm-isolated-reader", daemon=True).start()
-        threading.Thread(target=self._drain_stderr, name="rlm-isolated-stderr", daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._drain_stderr, name="rlm-isolated-stderr", daemon=True)
+        self._stderr_reader.start()
 
     def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         self._send(message)
@@ -201,12 +213,12 @@ class _Worker:
             raise WorkerDied(f"no answer within {timeout_s:g} s") from None
         if done is None:
             code = self.process.wait()
-            detail = " ".join(self._stderr_tail).strip()[-300:]
-            raise WorkerDied(f"exit code {code}" + (f": {detail}" if detail else ""))
+            self._stderr_reader.join(timeout=5)  # its last words say why it ended
+            raise WorkerDied(_death(code, " ".join(self._stderr_tail).strip()))
         return done
 
     def _send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode() + b"\n"
+        data = dumps_any(message).encode() + b"\n"
         try:
             with self._write_lock:
                 self.process.stdin.write(data)
@@ -216,7 +228,7 @@ class _Worker:
 
     def _read(self) -> None:
         for line in self.process.stdout:
-            message = json.loads(line)
+            message = loads_any(line.decode())
             if message["op"] == "call":
                 threading.Thread(target=self._answer, args=(message,), name="rlm-isolated-call", daemon=True).start()
             else:
@@ -227,7 +239,7 @@ class _Worker:
     def _answer(self, call: dict[str, Any]) -> None:
         call_host = self.call_host() if self.call_host is not None else None
         answer = ({"error": "the sandbox was closed", "error_type": "SandboxClosed"} if call_host is None
-                  else call_host(call["name"], call["args"], call["kwargs"]))
+                  else call_host(call["name"], call["args"], call["kwargs"], call.get("timeout_s")))
         self._send({"op": "reply", "id": call["id"], **answer})
 
     def _drain_stderr(self) -> None:
@@ -239,10 +251,34 @@ class _Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
         try:
             self.process.stdin.close()
         except OSError:
             pass  # the worker had already gone
+
+
+# pyeryx 0.11's runtime aborts the process when guest C code overflows its native stack.
+_STACK_OVERFLOW = "overflowed its stack"
+
+
+def _death(code: int, stderr: str) -> str:
+    """How the worker ended, for the step's error: the signal or exit code, and the likely cause."""
+    detail = f": {stderr[-300:]}" if stderr else ""
+    if code >= 0:
+        return f"the sandbox worker process exited with code {code}{detail}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if _STACK_OVERFLOW in stderr:
+        return (f"the sandbox worker process was aborted ({name}{detail}): the guest ran out of native "
+                "stack, most likely walking data nested thousands deep (repr, json, eval); keep data "
+                "shallower, or walk it with a loop")
+    if -code == getattr(signal, "SIGKILL", None):
+        return (f"the sandbox worker process was killed ({name}{detail}), by another process or by the "
+                "system running out of memory")
+    return f"the sandbox worker process was killed by {name}{detail}"
 
 
 IDLE_WORKERS = 2  # started workers kept waiting for the next sandbox (each holds about 100 MB)
@@ -280,7 +316,8 @@ def _release_worker(worker: _Worker) -> None:
 
 
 @atexit.register
-def _stop_idle_workers() -> None:
+def stop_idle_workers() -> None:
+    """Stop the workers kept waiting for the next sandbox (and remove their folders)."""
     with _idle_lock:
         workers, _idle[:] = list(_idle), []
     for worker in workers:

@@ -5,6 +5,10 @@ Inputs and host function results reach the guest as JSON text (read there with
 `to_json_safe` does that without failing: what JSON has no form for becomes
 the closest JSON value, or its repr. The guest has its own copy of these rules
 for `_rlm_submit` (see guest_module.py).
+
+`dumps_any` / `loads_any` are `json.dumps` / `json.loads` (same text, same values)
+for JSON of any depth: the C codec stops at about 10,000 levels, and a worker's
+messages must carry whatever the in-process sandbox would have handled.
 """
 
 from __future__ import annotations
@@ -13,13 +17,18 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["encode_input", "to_json_safe"]
+from dspy_rlm.errors import InputsNotLoaded
+from dspy_rlm.sandbox.input_values import check_input
+
+__all__ = ["dumps_any", "encode_input", "loads_any", "to_json_safe"]
+
 
 def to_json_safe(value: Any) -> Any:
     """Return a copy of `value` made of dict/list/str/int/float/bool/None.
@@ -97,5 +106,134 @@ def encode_input(name: str, value: Any) -> tuple[str, bytes]:
             f"input {name!r} has type {type(value).__name__}, which the sandbox cannot carry; "
             "pass a str, a JSON-like value (dict, list, int, float, bool, None) or a pydantic model"
         )
-    data = json.dumps(to_json_safe(value), ensure_ascii=False)
+    check_input(name, value, key_text=lambda key: str(to_json_safe(key)))  # clear errors, with where
+    try:
+        data = json.dumps(to_json_safe(value), ensure_ascii=False)
+    except RecursionError:
+        raise InputsNotLoaded(f"input {name!r} is nested too deeply to convert to JSON; flatten it, or pass it "
+                              "as a JSON str and json.loads it in code") from None
     return "json", data.encode("utf-8", errors="surrogatepass")
+
+
+def dumps_any(value: Any) -> str:
+    """`json.dumps(value)` for a JSON tree of any depth (made of dict/list/str/int/float/bool/None)."""
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        return _dumps_iterative(value)
+
+
+def loads_any(text: str) -> Any:
+    """`json.loads(text)` for JSON text of any depth."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return _loads_iterative(text)
+
+
+class _Text(str):
+    """Already-encoded text on `_dumps_iterative`'s stack (a plain str there is a value)."""
+
+
+def _dumps_iterative(value: Any) -> str:
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Text:
+            parts.append(item)
+        elif isinstance(item, dict) and item:
+            todo: list[Any] = []
+            for i, (key, child) in enumerate(item.items()):
+                key_text = json.dumps(key) if isinstance(key, str) else json.dumps({key: 0})[1:-4]
+                todo += [_Text(("{" if i == 0 else ", ") + key_text + ": "), child]
+            stack += reversed([*todo, _Text("}")])
+        elif isinstance(item, (list, tuple)) and item:
+            todo = []
+            for i, child in enumerate(item):
+                todo += [_Text("[" if i == 0 else ", "), child]
+            stack += reversed([*todo, _Text("]")])
+        else:  # a scalar, or an empty container
+            parts.append(json.dumps(item))
+    return "".join(parts)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_CONSTANTS = {"null": None, "true": True, "false": False, "NaN": float("nan"), "Infinity": float("inf"),
+              "-Infinity": float("-inf")}
+
+
+def _loads_iterative(text: str) -> Any:
+    """A JSON parser with an explicit stack instead of recursion (json.loads's grammar)."""
+    stack: list[list | dict] = []  # the open containers, innermost last
+    keys: list[str | None] = []  # the key each open dict is waiting to fill
+    at = _SPACE.match(text, 0).end()
+    while True:
+        value, at, opened = _scalar_or_open(text, at)
+        if opened is not None:
+            stack.append(opened)
+            keys.append(None)
+            at = _SPACE.match(text, at).end()
+            if text.startswith("]" if isinstance(opened, list) else "}", at):
+                value, at = stack.pop(), at + 1
+                keys.pop()
+            elif isinstance(opened, dict):
+                keys[-1], at = _key(text, at)
+                continue
+            else:
+                continue
+        # `value` is complete: put it in its container, closing those it completes.
+        while True:
+            if not stack:
+                at = _SPACE.match(text, at).end()
+                if at != len(text):
+                    raise json.JSONDecodeError("Extra data", text, at)
+                return value
+            top = stack[-1]
+            if isinstance(top, list):
+                top.append(value)
+            else:
+                top[keys[-1]] = value
+            at = _SPACE.match(text, at).end()
+            closer = "]" if isinstance(top, list) else "}"
+            if text.startswith(",", at):
+                at = _SPACE.match(text, at + 1).end()
+                if isinstance(top, dict):
+                    keys[-1], at = _key(text, at)
+                break
+            if not text.startswith(closer, at):
+                raise json.JSONDecodeError(f"Expecting ',' delimiter or {closer!r}", text, at)
+            value, at = stack.pop(), at + 1
+            keys.pop()
+
+
+def _scalar_or_open(text: str, at: int) -> tuple[Any, int, list | dict | None]:
+    """The value starting at `at`: (scalar, end, None), or (None, after the bracket, new container)."""
+    char = text[at:at + 1]
+    if char == "[" or char == "{":
+        return None, at + 1, [] if char == "[" else {}
+    if char == '"':
+        value, end = json.decoder.scanstring(text, at + 1)
+        return value, end, None
+    number = _NUMBER.match(text, at)
+    if number and not text.startswith("-Infinity", at):
+        whole, fraction, exponent = number.groups()
+        if fraction or exponent:
+            return float(whole + (fraction or "") + (exponent or "")), number.end(), None
+        return int(whole), number.end(), None
+    for word, constant in _CONSTANTS.items():
+        if text.startswith(word, at):
+            return constant, at + len(word), None
+    raise json.JSONDecodeError("Expecting value", text, at)
+
+
+def _key(text: str, at: int) -> tuple[str, int]:
+    """A dict key and its colon, starting at `at`; the index of the value after them."""
+    if not text.startswith('"', at):
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, at)
+    key, at = json.decoder.scanstring(text, at + 1)
+    at = _SPACE.match(text, at).end()
+    if not text.startswith(":", at):
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, at)
+    return key, _SPACE.match(text, at + 1).end()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from dspy_rlm import settings
 
@@ -14,12 +15,14 @@ __all__ = ["SandboxLimits"]
 class SandboxLimits(BaseModel):
     """Limits applied to every step run in a `Sandbox`.
 
-    - `step_timeout_s`: wall-clock budget of one step. It includes time spent
-      waiting on host functions (eryx checks the deadline when a call returns,
-      and no new host call starts after it), so size it to cover the slowest
-      step you expect, sub-LLM calls included.
+    - `step_timeout_s`: wall-clock budget of one step, time spent in host functions
+      included: a host call still running when the step's time is up is abandoned
+      (it runs on, unobserved, on its own thread) and the step is stopped. Size it to
+      cover the slowest step you expect, sub-LLM calls included.
     - `memory_bytes`: cap on the guest's memory (wasm32 tops out at 4 GiB).
-    - `callback_timeout_s`: cap on one host function call.
+    - `callback_timeout_s`: cap on one host function call, within the step's time;
+      defaults to `step_timeout_s`. A call past it is abandoned and the guest gets an
+      error it can handle (the step goes on).
     - `max_callbacks_per_step`: host function calls allowed in one step.
     """
 
@@ -27,8 +30,15 @@ class SandboxLimits(BaseModel):
 
     step_timeout_s: float = settings.STEP_TIMEOUT_S
     memory_bytes: int = settings.MEMORY_MB * 2**20
-    callback_timeout_s: float = 600.0
+    callback_timeout_s: float = None  # type: ignore[assignment]  # filled in from step_timeout_s
     max_callbacks_per_step: int = 10_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _callback_cap_defaults_to_the_step(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("callback_timeout_s") is None:
+            data = {**data, "callback_timeout_s": data.get("step_timeout_s", settings.STEP_TIMEOUT_S)}
+        return data
 
     @field_validator("step_timeout_s", "callback_timeout_s")
     @classmethod

@@ -22,7 +22,8 @@ from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, Sandbo
 from dspy_rlm.sandbox import guest, nesting
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.factory import load_factory
-from dspy_rlm.sandbox.hostcalls import call_host_function
+from dspy_rlm.sandbox.failures import classify_failure, failure_message
+from dspy_rlm.sandbox.hostcalls import ABANDONED, call_host_function
 from dspy_rlm.sandbox.jsonsafe import to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _NO_FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({})
 _MAX_HOST_ERROR_CHARS = 2_000
+_CALLBACK_BACKSTOP_S = 5.0  # eryx's own callback timeout, past the cap `_host_callback` enforces
 # Why the sandbox had to be restarted, as the restart note words it.
 _RESTART_CAUSE = {"timeout": "a timeout", "memory": "running out of memory", "fuel": "running out of fuel"}
 
@@ -47,11 +49,17 @@ class _Step:
         self.context = context
         self.calls = 0
         self.timed_out = False
+        self.abandoned: list[str] = []  # host functions still running when the step's time ran out
         self._lock = threading.Lock()
 
     def count(self) -> None:
         with self._lock:
             self.calls += 1
+
+    def abandon(self, name: str) -> None:
+        with self._lock:
+            self.timed_out = True
+            self.abandoned.append(name)
 
 
 class _Shared:
@@ -64,43 +72,52 @@ class _Shared:
         self.stderr = OutputBuffer(max_output_chars)
 
 
-def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared) -> Callable[[str], Any]:
+def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared, cap_s: float) -> Callable[[str], Any]:
     def callback(payload: str) -> Any:
         step = shared.step
         step.count()
-        # eryx does not enforce the step timeout while a callback is pending, so
-        # no new call may start once the step's time is up.
-        if time.monotonic() > step.deadline:
+        # eryx does not enforce the step timeout while a callback is pending, so no new call
+        # may start once the step's time is up, and a call may last only what is left of it.
+        left = step.deadline - time.monotonic()
+        if left <= 0:
             step.timed_out = True
             raise eryx.SuspendCallback(f"step time limit reached before calling {name}")
         try:
             args, kwargs = json.loads(payload)
-            value = call_host_function(fn, step.context, args, kwargs)
-            # JSON text, not a value: eryx's conversion would sort dict keys.
-            return json.dumps(to_json_safe(value), ensure_ascii=False)
+            value = call_host_function(fn, step.context, args, kwargs, timeout_s=min(left, cap_s))
+            if value is not ABANDONED:
+                # JSON text, not a value: eryx's conversion would sort dict keys.
+                return _reply_text(to_json_safe(value))
         except Exception as exc:  # never let a host traceback (paths, source) reach the guest
             message = truncate_middle(f"{type(exc).__name__}: {exc}", _MAX_HOST_ERROR_CHARS)
             return {"__rlm_error__": message}
+        if cap_s < left:  # the call's own cap: the guest is told, and the step goes on
+            return {"__rlm_error__": f"the call took longer than {cap_s:g} s and was abandoned"}
+        step.abandon(name)  # the step's time is up: stop the guest (it cannot catch this)
+        raise eryx.SuspendCallback(f"step time limit reached while {name} was running")
 
     callback.__name__ = guest.CALLBACK_PREFIX + name
     return callback
 
 
-def classify_failure(exc: BaseException, step: _Step) -> tuple[ErrorKind, str]:
-    """Why eryx stopped a step, from the exception it raised: (kind, detail).
+def _abandoned_notes(step: _Step, step_timeout_s: float) -> list[str]:
+    """What the step says of host calls it stopped waiting for (so a timeout is not blamed on the code)."""
+    names = ", ".join(f"`{name}`" for name in dict.fromkeys(step.abandoned))
+    if not names:
+        return []
+    return [f"{names} was still running when the step's {round(step_timeout_s, 1):g} s ran out; "
+            "the call was abandoned and its result is lost"]
 
-    eryx 0.11 raises one `ResourceLimitError` for fuel and memory alike, so its message
-    is the only way to tell them apart; `eryx.TimeoutError` is not an `EryxError`; and
-    a callback refused at the step's deadline suspends the guest (an `ExecutionError`)."""
-    if isinstance(exc, eryx.TimeoutError):
-        return "timeout", ""
-    if isinstance(exc, eryx.ResourceLimitError):
-        return ("fuel" if "fuel" in str(exc).lower() else "memory"), str(exc)
-    if step.timed_out:
-        return "timeout", ""
-    if "MemoryError" in str(exc):  # the guest's own MemoryError, outside the step runner (loading inputs)
-        return "memory", str(exc)
-    return "crash", str(exc)
+
+def _reply_text(value: Any) -> str:
+    """A host function's result as JSON text eryx can pass: a lone surrogate (which UTF-8 cannot
+    encode) travels as a `\\udXXX` escape, and the guest's `json.loads` restores it."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 def _well_formed(report: Any) -> bool:
@@ -171,14 +188,16 @@ class Sandbox:
     def _create_session(self, folder: str, functions: Mapping[str, Callable[..., Any]]) -> eryx.Session:
         lim = self._limits
         callbacks = [
-            {"name": guest.CALLBACK_PREFIX + name, "fn": _host_callback(name, fn, self._shared), "description": name}
+            {"name": guest.CALLBACK_PREFIX + name, "description": name,
+             "fn": _host_callback(name, fn, self._shared, lim.callback_timeout_s)}
             for name, fn in functions.items()
         ]
         shared = self._shared
         return load_factory().create_session(
             resource_limits=eryx.ResourceLimits(
                 execution_timeout_ms=max(1, round(lim.step_timeout_s * 1000)),
-                callback_timeout_ms=max(1, round(lim.callback_timeout_s * 1000)),
+                # A backstop: `_host_callback` bounds each call itself, by the step's time too.
+                callback_timeout_ms=max(1, round((lim.callback_timeout_s + _CALLBACK_BACKSTOP_S) * 1000)),
                 max_memory_bytes=lim.memory_bytes,
                 max_callback_invocations=lim.max_callbacks_per_step,
             ),
@@ -236,7 +255,7 @@ class Sandbox:
                 failure = None if isinstance(report, dict) and "variables" in report else \
                     ("crash", "the guest did not report back")
             except Exception as exc:  # e.g. over the memory cap: the guest may hold part of them
-                failure = classify_failure(exc, step)
+                failure = classify_failure(exc, step.timed_out)
             if failure is not None:
                 mount.remove_files(self._folder, added)
                 self._recover(failure, step, time.perf_counter())
@@ -302,7 +321,7 @@ class Sandbox:
             report = self._session.execute(snippet).result
             failure = None if _well_formed(report) else ("crash", "no report, or a malformed one")
         except Exception as exc:
-            failure = classify_failure(exc, step)
+            failure = classify_failure(exc, step.timed_out)
         if failure is not None:
             return self._recover(failure, step, start)
         return self._result(report, step, start)
@@ -353,24 +372,14 @@ class Sandbox:
         return StepResult(
             stdout=stdout,
             stderr=stderr,
-            error=self._failure_message(kind),
+            error=failure_message(kind, detail, self._limits, self._step_timeout_s),
             error_kind=kind,
             restarted=True,
             lost_variables=lost,
-            notes=[f"sandbox restarted after {cause}: {lost_text}"],
+            notes=[*_abandoned_notes(step, self._step_timeout_s), f"sandbox restarted after {cause}: {lost_text}"],
             seconds=time.perf_counter() - start,
             callbacks=step.calls,
         )
-
-    def _failure_message(self, kind: str) -> str:
-        limits = self._limits
-        if kind == "timeout":
-            return f"TimeoutError: the step ran longer than {self._step_timeout_s:g} s and was stopped"
-        if kind == "memory":
-            return f"MemoryError: the step used more than the {limits.memory_bytes / 2**20:,.0f} MiB memory limit"
-        if kind == "fuel":
-            return "ResourceLimitError: the step ran out of its instruction budget"
-        return "SandboxCrash: the Python interpreter in the sandbox stopped abruptly"
 
     def close(self) -> None:
         """Drop the session and delete the inputs folder. Safe to call twice."""

@@ -4,8 +4,9 @@ The model is "models from code": MLflow stores `model_code.py` (which
 builds the program from code), the program's JSON state (demos and
 instructions) and a JSON config naming the program and its models. Loading
 needs no pickle (it works with `MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`),
-and no API key is stored: `dspy.LM` reads keys from the environment where
-the model is served.
+and no secret is stored (no `api_key`, credential header such as `Authorization` or
+`Cookie`, or `api_base` with a password or a key in its query string: `program_config`
+refuses them): `dspy.LM` reads keys from the environment where the model is served.
 
     info = log_rlm_model("state.json", program="dspy_rlm.programs.families.niah:build_program", model="openai/gpt-4o-mini")
     model = mlflow.pyfunc.load_model(info.model_uri)
@@ -26,8 +27,8 @@ import dspy
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from dspy_rlm.core.secrets import secret_settings
 from dspy_rlm.lms.names import load_object, make_lm
-from dspy_rlm.observability.tracking import redact
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 
@@ -42,9 +43,10 @@ def program_config(*, program: str | None = None, signature: str | None = None, 
         raise ValueError("Give exactly one of program ('module:function') or signature ('context, query -> answer')")
     config = {"program": program, "signature": signature, "rlm_kwargs": rlm_kwargs or {}, "model": model,
               "sub_model": sub_model, "lm_kwargs": lm_kwargs or {}, "imports": list(imports or [])}
-    if redact(config) != config:
-        raise ValueError("A served program's config must not hold secrets (api_key, token, ...); "
-                         "set them in the serving environment instead")
+    found = secret_settings(config)  # keys, credential headers, and URLs with a password or a secret parameter
+    if found:
+        raise ValueError(f"A served program's config must not hold secrets; found at {', '.join(found)}. "
+                         "Set them in the serving environment instead (dspy.LM reads OPENAI_API_KEY etc.).")
     return config
 
 
@@ -131,7 +133,7 @@ def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for package in ("mlflow", "dspy", "pyeryx", "pydantic", "pandas"):
+    for package in ("dspy-rlm", "mlflow", "dspy", "pyeryx", "pydantic", "pandas"):  # dspy-rlm: the model's own code
         try:
             pins.append(f"{package}=={version(package)}")
         except PackageNotFoundError:

@@ -75,7 +75,7 @@ def test_step_timeouts_and_new_inputs_reach_the_worker(make_isolated):
 
 def test_the_worker_gets_no_secrets_from_the_environment(make_isolated, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-isolated-secret")
-    isolated_module._stop_idle_workers()  # so the worker starts now, with the key in our environment
+    isolated_module.stop_idle_workers()  # so the worker starts now, with the key in our environment
     sandbox = make_isolated({"context": "x"})
     with open(f"/proc/{sandbox._worker.process.pid}/environ", "rb") as file:
         environment = file.read()

@@ -68,3 +68,46 @@ def test_encode_input():
     assert json.loads(encode_input("m", Item(name="n", when=dt.datetime(2024, 1, 1)))[1])["name"] == "n"
     with pytest.raises(TypeError, match="input 'f' has type function"):
         encode_input("f", lambda: 1)
+
+
+# ---------------------------------------------------------------- JSON text of any depth
+
+def _nested(depth: int):
+    value: list = []
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, None, True, "é\ud800"], "b": {}}, [], {}, "", 0, -1.5e300, float("nan"), float("inf"),
+    10 ** 100, [{"x": [[]]}, "\n\"\\"], {"": {"": [False]}},
+])
+def test_any_depth_json_reads_and_writes_exactly_like_json(value):
+    from dspy_rlm.sandbox import jsonsafe
+
+    text = json.dumps(value)
+    assert jsonsafe._dumps_iterative(value) == text
+    assert json.dumps(jsonsafe._loads_iterative(text)) == text
+    assert jsonsafe.dumps_any(value) == text and json.dumps(jsonsafe.loads_any(text)) == text
+
+
+def test_any_depth_json_round_trips_values_deeper_than_json_can_walk():
+    from dspy_rlm.sandbox.jsonsafe import dumps_any, loads_any
+
+    deep = _nested(60_000)
+    with pytest.raises(RecursionError):
+        json.dumps(deep)
+    text = dumps_any(deep)
+    assert text.count("[") == 30_001 and text.count('{"k": ') == 30_000
+    assert dumps_any(loads_any(text)) == text
+
+
+@pytest.mark.parametrize("bad", ["", "[1,", "[1 2]", '{"a" 1}', "[1]]", "tru", '{"a": }', "[,1]", "01"])
+def test_any_depth_json_refuses_what_json_refuses(bad):
+    from dspy_rlm.sandbox import jsonsafe
+
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(bad)
+    with pytest.raises(json.JSONDecodeError):
+        jsonsafe._loads_iterative(bad)

@@ -11,7 +11,7 @@ from dspy_rlm.sandbox import SandboxLimits
 def test_defaults_come_from_the_one_settings_module():
     limits = SandboxLimits()
     assert (limits.step_timeout_s, limits.memory_bytes, limits.callback_timeout_s, limits.max_callbacks_per_step) == (
-        settings.STEP_TIMEOUT_S, settings.MEMORY_MB * 2**20, 600.0, 10_000,
+        settings.STEP_TIMEOUT_S, settings.MEMORY_MB * 2**20, settings.STEP_TIMEOUT_S, 10_000,
     )
     assert settings.STEP_TIMEOUT_S == 120.0 and settings.MEMORY_MB == 2048
 

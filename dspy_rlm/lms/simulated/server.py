@@ -2,18 +2,21 @@
 
 `dspy.LM("openai/<name>", api_base=server.base_url, api_key="anything")` then
 runs DSPy's real client path (request building, HTTP, retries, parsing)
-against `SimulatedLM`. Routes: `POST /v1/chat/completions`, `GET /v1/models`.
+against `SimulatedLM`. Routes: `POST /v1/chat/completions` (with `"stream": true`, the
+answer comes as server-sent `chat.completion.chunk`s, a word each), `GET /v1/models`.
 It binds to 127.0.0.1 only. **Its answers are a simulated model's.**
 
 Faults, for testing clients: a request header `X-Sim-Fault: <kind>` (one
 request), a schedule `faults=[...]` consumed one request at a time (None means
-no fault), or `fault_rate` (a seeded draw per request). Kinds:
+no fault), or `fault_rate` (a seeded draw per request, of the first five kinds). Kinds:
 
 - `429`: HTTP 429 with a `Retry-After` header (`retry_after` seconds);
 - `500`: HTTP 500;
 - `slow`: a normal answer after `slow_seconds`;
 - `malformed`: HTTP 200 with a body that is not JSON;
-- `empty`: HTTP 200 with an empty completion.
+- `empty`: HTTP 200 with an empty completion;
+- `401`: HTTP 401 whose message echoes the request's `Authorization` header, as some
+  endpoints do (for testing that keys are scrubbed from error text).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from typing import Any, Iterable, Iterator
 
 from dspy.lm15 import Config, Message, Request
 
+from dspy_rlm.lms.scripted import stream_pieces
 from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
 
-FAULTS = ("429", "500", "slow", "malformed", "empty")
+RANDOM_FAULTS = ("429", "500", "slow", "malformed", "empty")  # what `fault_rate` draws from: no 401
+FAULTS = (*RANDOM_FAULTS, "401")
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class SimulatedServer(ThreadingHTTPServer):
             if self.schedule:
                 return self.schedule.popleft()
             if self.fault_rate and self._rng.random() < self.fault_rate:
-                return self._rng.choice(FAULTS)
+                return self._rng.choice(RANDOM_FAULTS)
         return None
 
     def record(self, served: Served) -> None:
@@ -126,6 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "429":
             return self._error(429, "Rate limit reached (simulated fault)", fault,
                                {"Retry-After": f"{self.server.retry_after:g}"})
+        if fault == "401":
+            return self._error(401, f"Invalid credentials in header 'Authorization: {self.headers.get('Authorization')}'",
+                               fault)
         if fault == "500":
             return self._error(500, "Internal server error (simulated fault)", fault)
         if fault == "slow":
@@ -135,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         response = self.server.lm.complete(request)
         text = "" if fault == "empty" else response.text or ""
         usage = response.usage
+        if body.get("stream"):
+            return self._send_events(_stream_chunks(body, text, usage, self.server.lm.model), fault)
         self._send(200, {
             "id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model") or self.server.lm.model, "system_fingerprint": "simulated",
@@ -144,8 +154,21 @@ class _Handler(BaseHTTPRequestHandler):
         }, fault)
 
     def _error(self, status: int, message: str, fault: str | None = None, headers: dict | None = None) -> None:
-        kind = {429: "rate_limit_error", 404: "not_found_error", 400: "invalid_request_error"}.get(status, "server_error")
+        kind = {401: "authentication_error", 429: "rate_limit_error", 404: "not_found_error", 400: "invalid_request_error"}.get(status, "server_error")
         self._send(status, {"error": {"message": message, "type": kind, "code": str(status)}}, fault, headers)
+
+    def _send_events(self, chunks: list[dict], fault: str | None) -> None:
+        """Server-sent events, `data: [DONE]` last; the body ends when the connection closes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.server.record(Served(self.path, fault, 200))
+        for chunk in [*map(json.dumps, chunks), "[DONE]"]:
+            self.wfile.write(f"data: {chunk}\n\n".encode())
+            self.wfile.flush()
 
     def _send(self, status: int, payload: dict | bytes, fault: str | None = None, headers: dict | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -159,10 +182,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _stream_chunks(body: dict[str, Any], text: str, usage: Any, model: str) -> list[dict]:
+    """A completion as OpenAI `chat.completion.chunk`s: a word per chunk, then the finish (and usage if asked)."""
+    head = {"id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": body.get("model") or model, "system_fingerprint": "simulated"}
+    pieces = stream_pieces(text) or [""]
+    chunks = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": pieces[0]},
+                                    "finish_reason": None}]}]
+    chunks += [{**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+               for piece in pieces[1:]]
+    chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**head, "choices": [], "usage": {"prompt_tokens": usage.input_tokens,
+                       "completion_tokens": usage.output_tokens, "total_tokens": usage.total_tokens}})
+    return chunks
+
+
 def _to_request(body: dict[str, Any], model: str) -> Request:
     """An OpenAI chat body as an lm15 `Request` (system turns joined; text content only)."""
-    if body.get("stream"):
-        raise ValueError("streaming is not supported by the simulated server")
     system, turns = [], []
     for message in body["messages"]:
         text = _text(message.get("content"))
