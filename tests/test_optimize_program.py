@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import dspy
-import mlflow
 import pytest
 from mlflow import MlflowClient
 

@@ -6,7 +6,6 @@ import threading
 import time
 
 import dspy
-import pytest
 
 from dspy_rlm import RLM, ScriptedLM
 from tests.helpers import steps

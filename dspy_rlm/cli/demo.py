@@ -26,6 +26,7 @@ from dspy_rlm.lms.simulated.strategies import strategy_probabilities
 from dspy_rlm.observability.tracing import clip
 from dspy_rlm.programs.families import get_family
 from dspy_rlm.programs.families.base import check_size
+from dspy_rlm.programs.families.cache import cached_task
 
 DEFAULT_FAMILY = "oolong"
 DEFAULT_SIZE = 4_000_000
@@ -56,7 +57,7 @@ def run_demo(
     # MLflow (its import and the store) is prepared on a thread while the task is generated.
     tracking = BackgroundTracking(tracking_uri, experiment="dspy-rlm-demo") if tracking_uri else None
     started = time.perf_counter()
-    task = task_family.make_task(size, seed)
+    task = cached_task(task_family, size, seed)
     generated = time.perf_counter() - started
     signature = dspy.ensure_signature(task_family.signature)
     if hint:
