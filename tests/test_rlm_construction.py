@@ -59,6 +59,11 @@ def test_a_call_time_interpreter_factory_is_refused_with_a_pointer_to_sandbox_fa
             rlm(context="x", interpreter_factory=object)
 
 
+def test_a_call_time_interpreter_factory_of_none_means_no_override_as_in_dspy_rlm():
+    with dspy.context(lm=steps("SUBMIT(answer='ran')")):
+        assert RLM("context -> answer")(context="x", interpreter_factory=None).answer == "ran"
+
+
 def test_a_call_time_sandbox_factory_runs_that_call_only():
     made = []
 

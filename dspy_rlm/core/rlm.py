@@ -187,8 +187,8 @@ class RLM(dspy.Module):
         return config if sandbox_factory is None else config.following(sandbox_factory=check_factory(sandbox_factory))
 
     def _check_call(self, inputs: dict[str, Any]) -> None:
-        if "interpreter_factory" in inputs:  # dspy.RLM's call option; refused as at construction
-            _check_where_code_runs(inputs["interpreter_factory"], None, False)
+        if "interpreter_factory" in inputs:  # dspy.RLM's call option: None means no override; others are refused
+            _check_where_code_runs(inputs.pop("interpreter_factory"), None, False)
         expected = set(self.signature.input_fields)
         missing = sorted(expected - set(inputs))
         unexpected = sorted(set(inputs) - expected)
