@@ -34,11 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("dspy_rlm.errors", "dspy_rlm.settings"),
     ("dspy_rlm.sandbox",),
+    ("dspy_rlm.ingest",),  # files and folders as inputs (no DSPy)
     ("dspy_rlm.observability.tracing",),  # a leaf the module layer uses to open spans
     ("dspy_rlm.core",),
     ("dspy_rlm.lms",),
     ("dspy_rlm.observability",),  # tracking, progress
     ("dspy_rlm.serving",),
+    ("dspy_rlm.integrations",),  # dspy-rlm inside other tools (the llm CLI plugin)
     ("dspy_rlm.programs",),
     ("dspy_rlm.optimizers",),
     ("dspy_rlm.cli",),

@@ -1,0 +1,1 @@
+"""Files and folders as RLM inputs: read, converted to text, cached, indexed (no DSPy here)."""

@@ -1,0 +1,1 @@
+"""dspy-rlm inside other tools (the `llm` CLI's plugin)."""

@@ -1,0 +1,1 @@
+"""The `llm` CLI plugin (placeholder: being built)."""
