@@ -1,10 +1,12 @@
 """dspy-rlm: Recursive Language Models as DSPy modules, on a pyeryx WebAssembly sandbox.
 
-The public face. Layers below it, from the bottom: `errors` and `settings`;
-`sandbox` (eryx, knows nothing of DSPy); `core` (the DSPy module); `lms` (models
-by name, scripted, simulated); `observability` (spans, MLflow runs, the live
-display); `serving` (the pyfunc model); `programs` and `optimizers` (task
-families, example programs, compiling them); `cli` (the `dspy-rlm` command).
+The public face. Layers below it, from the bottom: `errors`, `settings` and
+`fileio`; `sandbox` (eryx, knows nothing of DSPy); `ingest` (files and folders
+as inputs, no DSPy either); `core` (the DSPy module); `lms` (models by name,
+scripted, simulated); `observability` (spans, MLflow runs, the live display);
+`serving` (the pyfunc model); `integrations` (the `llm` plugin); `programs` and
+`optimizers` (task families, example programs, compiling them); `cli` (the
+`dspy-rlm` command).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _EXPORTS = {
     "Sandbox": "dspy_rlm.sandbox",
     "IsolatedSandbox": "dspy_rlm.sandbox",
     "SandboxLimits": "dspy_rlm.sandbox",
+    "TextFile": "dspy_rlm.sandbox",
+    "read_corpus": "dspy_rlm.ingest",
     "RLMProgress": "dspy_rlm.observability.progress",
     "adding_callbacks": "dspy_rlm.observability.progress",
     "inspect_trajectory": "dspy_rlm.observability.viewer",
@@ -62,9 +66,12 @@ if TYPE_CHECKING:
         RewriteError, RLMError, SandboxClosed, SandboxCrash, SandboxError, SandboxUnavailable, ScriptExhausted,
         StepProblem,
     )
+    from dspy_rlm.ingest import read_corpus
     from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
     from dspy_rlm.lms.simulated.lm import SimulatedLM
     from dspy_rlm.observability.progress import RLMProgress, adding_callbacks
     from dspy_rlm.observability.viewer import inspect_trajectory
     from dspy_rlm.observability.tracing import truncate_span_inputs
-    from dspy_rlm.sandbox import CodeSandbox, IsolatedSandbox, Sandbox, SandboxFactory, SandboxLimits, StepResult
+    from dspy_rlm.sandbox import (
+        CodeSandbox, IsolatedSandbox, Sandbox, SandboxFactory, SandboxLimits, StepResult, TextFile,
+    )

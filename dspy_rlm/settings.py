@@ -56,6 +56,15 @@ TRACKING_URI = "sqlite:///mlflow.db"
 """The MLflow store the command and `setup_tracking` use unless told otherwise."""
 SPAN_VALUE_CHARS = int(os.environ.get("DSPY_RLM_SPAN_VALUE_CHARS", "2000"))
 
+# -- dspy-rlm ask: files and folders as inputs --------------------------------
+ASK_MAX_FILE_BYTES = 100 * 1024 * 1024
+"""Largest file `read_corpus` reads (100 MB); a larger one is listed in the index as skipped, with
+its size, so one stray dump does not fill memory or the prompt budget."""
+ASK_INLINE_CHARS = 8 * 1024 * 1024
+"""Up to this many characters the corpus context is a plain `str`; above, a file-backed `TextFile`
+the sandbox mounts without the host holding the text in memory."""
+
+
 # -- files -------------------------------------------------------------------
 def cache_dir() -> Path:
     """Where built artefacts are cached (the sandbox image, the bench's runtimes).

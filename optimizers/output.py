@@ -68,6 +68,7 @@ def check_models(models: dict[str, Any]) -> None:
     is an `LMFailure` whose one-line message names the role, the model and the cause.
 
     Scripted and simulated models are skipped (they cannot fail this way, and a script would lose an answer)."""
+    from dspy_rlm.core.secrets import error_text, remember_lms, scrubbed
     from dspy_rlm.errors import LMFailure
     from dspy_rlm.lms.scripted import ScriptedLM
 
@@ -76,10 +77,11 @@ def check_models(models: dict[str, Any]) -> None:
         if not isinstance(lm, dspy.BaseLM) or isinstance(lm, ScriptedLM) or id(lm) in checked:
             continue
         checked.add(id(lm))
+        remember_lms(lm)  # a provider may echo the key in its error
         try:
             lm("Reply with the word OK.")
         except Exception as error:
-            text = str(error).strip()
-            cause = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+            text = error_text(error).strip()
+            cause = text.splitlines()[0] if text else type(error).__name__
             raise LMFailure(f"the {role} model {getattr(lm, 'model', lm)} cannot be called: {cause}",
-                            trajectory=[], best_answer=None, usage={}) from error
+                            trajectory=[], best_answer=None, usage={}) from scrubbed(error)

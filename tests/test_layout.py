@@ -9,7 +9,7 @@ one, and otherwise `pkg`; importing a package imports its `__init__`.
 The rules:
 1. no two modules import each other, and the import graph has no cycle at all;
 2. no module imports a layer above its own (the table `LAYERS` below);
-3. the sandbox layer knows nothing of DSPy, and only the sandbox layer touches eryx;
+3. the sandbox and ingest layers know nothing of DSPy, and only the sandbox layer touches eryx;
 4. within `dspy_rlm/` proper, only the cli imports `dspy_rlm.programs` or `dspy_rlm.optimizers`;
 5. no module assigns to an attribute of a module of this package it imported (no monkeypatching);
 6. no source file is over `MAX_LINES` lines;
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (`dspy_rlm.observability.tracing` before `dspy_rlm.observability`), and may import its own layer
 # and those below, never one above. The facade is the package's `__init__` alone.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("dspy_rlm.errors", "dspy_rlm.settings"),
+    ("dspy_rlm.errors", "dspy_rlm.settings", "dspy_rlm.fileio"),
     ("dspy_rlm.sandbox",),
     ("dspy_rlm.ingest",),  # files and folders as inputs (no DSPy)
     ("dspy_rlm.observability.tracing",),  # a leaf the module layer uses to open spans
@@ -50,7 +50,8 @@ FACADE = "dspy_rlm"
 # Built on the library like any user's code, these may use the public facade (`from dspy_rlm import RLM`).
 FACADE_USERS = ("dspy_rlm.programs", "dspy_rlm.optimizers", "dspy_rlm.cli")
 SANDBOX = "dspy_rlm.sandbox"
-SANDBOX_MAY_IMPORT = (SANDBOX, "dspy_rlm.errors", "dspy_rlm.settings")
+INGEST = "dspy_rlm.ingest"
+SANDBOX_MAY_IMPORT = (SANDBOX, "dspy_rlm.errors", "dspy_rlm.settings", "dspy_rlm.fileio")
 APPLICATIONS = ("dspy_rlm.programs", "dspy_rlm.optimizers")  # only the cli, of dspy_rlm/ proper, uses them
 CLI = "dspy_rlm.cli"
 MAX_LINES = 400
@@ -294,6 +295,13 @@ def test_the_sandbox_layer_imports_no_dspy_and_nothing_of_the_package_above_it()
             elif target and not any(within(target, allowed) for allowed in SANDBOX_MAY_IMPORT):
                 violations.append(f"{i.where}: imports {target} (allowed: {', '.join(SANDBOX_MAY_IMPORT)})")
     check("The sandbox layer reaching outside itself", violations)
+
+
+def test_the_ingest_layer_imports_no_dspy():
+    """Reading files needs no model: `dspy_rlm.ingest` stays usable (and fast to import) without DSPy."""
+    violations = [f"{i.where}: imports {i.target}" for module in modules().values() if within(module.name, INGEST)
+                  for i in imports_of(module) if within(i.target, "dspy")]
+    check("The ingest layer importing DSPy", violations)
 
 
 def test_only_the_sandbox_layer_imports_eryx():

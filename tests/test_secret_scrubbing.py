@@ -103,3 +103,25 @@ def test_batched_error_slots_are_scrubbed():
     first = result.trajectory[0]
     assert first["output"].count("upstream said: Authorization: Bearer [REDACTED]") == 2  # both slots
     assert KEY not in str(first)
+
+
+def test_a_chained_cause_holding_a_key_is_replaced_even_when_the_outer_error_is_clean():
+    try:
+        try:
+            raise RuntimeError(f"upstream said: Authorization: Bearer {KEY}")
+        except RuntimeError as inner:
+            raise ValueError("the request failed") from inner
+    except ValueError as outer:
+        error, clean = outer, secrets.scrubbed(outer)
+    assert clean is not error and type(clean).__name__ == "ValueError" and str(clean) == "the request failed"
+    assert clean.__cause__ is None and clean.__context__ is None
+
+
+def test_optimizes_model_check_names_the_failure_without_the_key():
+    from dspy_rlm.optimizers.output import check_models
+
+    with serve_simulated(ServedScript(lambda r: {"response": "fine"}), faults=["401"]) as server:
+        with pytest.raises(LMFailure, match="cannot be called") as raised:
+            check_models({"root": served_lm(server, OTHER_KEY)})
+    chained = f"{raised.value}\n{raised.value.__cause__}\n{getattr(raised.value.__cause__, '__cause__', '')}"
+    assert OTHER_KEY not in chained

@@ -104,3 +104,12 @@ def test_a_step_without_code_still_fires_its_pair_of_events():
         result = RLM("context -> answer")(context="ctx")
     ends = recorder.of("execute_end")
     assert [e["iteration"] for e in ends] == [1, 2] and ends == result.trajectory
+
+
+def test_a_huge_reasoning_reaches_callbacks_bounded_as_in_the_history():
+    recorder = Recorder()
+    lm = ScriptedLM([{"reasoning": "r" * 1_000_000, "code": "```python\nSUBMIT(answer='ok')\n```"}])
+    with dspy.context(lm=lm, callbacks=[recorder]):
+        RLM("context -> answer")(context="ctx")
+    (start,) = recorder.of("execute_start")
+    assert len(start["reasoning"]) < 3_000 and "characters cut" in start["reasoning"]

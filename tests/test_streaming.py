@@ -83,6 +83,16 @@ def test_a_listener_on_code_streams_each_step_as_it_is_written():
     assert sum(chunk.is_last_chunk for chunk in chunks_for(items, "code")) == 2  # one per step
 
 
+def test_a_call_with_a_deadline_streams_too():
+    """`max_time` runs the root model under a bound; it must still be on a thread DSPy can stream from."""
+    rlm = RLM("question -> answer", max_iters=3, max_time=120)
+    with dspy.context(lm=two_steps()):
+        items = collect(dspy.streamify(rlm, stream_listeners=[StreamListener(signature_field_name="code", allow_reuse=True)]),
+                        question="q")
+    assert prediction_of(items).answer == "42"
+    assert "SUBMIT(answer=str(total))" in "".join(chunk.chunk for chunk in chunks_for(items, "code"))
+
+
 def test_the_submitted_answer_streams_to_a_listener_on_the_output_field():
     """A listener on an output field gets the final answer even when code SUBMITs it (no LM writes it)."""
     rlm = RLM("question -> answer", max_iters=3)

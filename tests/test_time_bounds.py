@@ -72,6 +72,16 @@ def test_a_hanging_sub_query_is_abandoned_at_the_step_timeout_without_max_time()
     assert first["error"] == "timeout" and "llm_query" in first["output"] and "abandoned" in first["output"]
 
 
+def test_batch_slots_still_queued_at_the_deadline_make_no_model_call():
+    """Slots waiting for their turn (max_concurrency) when max_time passes are cancelled, not run late."""
+    sub = ScriptedLM(lambda r: {"response": "ok"}, model="scripted/sub", latency=0.5)
+    lm = steps("print(llm_query_batched([f'q{i}' for i in range(20)]))", "SUBMIT(answer='after')")
+    with dspy.context(lm=lm):
+        RLM("context -> answer", sub_lm=sub, max_concurrency=2, max_time=2, on_limit="return")(context="x")
+    time.sleep(4)  # by now, every queued slot would have had its turn (20 × 0.5 s over 2 threads)
+    assert len(sub.requests) <= 10, f"{len(sub.requests)} of 20 slots called the model after a 2 s deadline"
+
+
 async def test_under_acall_a_hanging_sub_query_is_abandoned_and_its_coroutine_cancelled():
     sub = ScriptedLM(lambda r: {"response": "late"}, model="scripted/sub", latency=HANG_S)
     lm = steps("print(llm_query('hello'))", "SUBMIT(answer='after')")

@@ -10,7 +10,6 @@ measure the pipeline, not a real model's ability. `model="openai/gpt-4o-mini"`
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from typing import Any
@@ -20,7 +19,7 @@ from rich.console import Console
 
 from dspy_rlm import RLM, settings
 from dspy_rlm.observability.progress import RLMProgress
-from dspy_rlm.observability.runs import BackgroundTracking
+from dspy_rlm.observability.runs import BackgroundTracking, job_run
 from dspy_rlm.lms.simulated.lm import SIMULATED_LABEL, SimulatedLM
 from dspy_rlm.lms.simulated.strategies import strategy_probabilities
 from dspy_rlm.observability.tracing import clip
@@ -71,7 +70,7 @@ def run_demo(
         console.print("simulated strategy mix for this prompt: " + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()))
     params = {"family": family, "context_chars": _chars(task.context), "seed": seed, "hint": hint,
               "root_model": lm.model, "sub_model": sub_lm.model, "latency": latency}
-    with _mlflow_run(tracking, params, kind, console) as log_metrics:
+    with job_run(tracking, f"demo-{family}", params, kind, console) as log_metrics:
         progress = RLMProgress(console)
         started = time.perf_counter()
         with progress.live(), dspy.context(lm=lm):  # live() adds the display to autolog's callback
@@ -120,24 +119,3 @@ def _strategy(trajectory: list[dict[str, Any]]) -> str:
 
 def _chars(context: str | list[str]) -> int:
     return len(context) if isinstance(context, str) else sum(len(doc) for doc in context)
-
-
-@contextlib.contextmanager
-def _mlflow_run(tracking: BackgroundTracking | None, params: dict[str, Any], kind: str, console: Console):
-    if tracking is None:
-        yield lambda metrics: None
-        return
-    import mlflow
-
-    from dspy_rlm.observability.runs import tracked_run
-
-    if tracking.done:
-        tracking.ready()
-    else:
-        with console.status("preparing the MLflow store (a new store takes a few seconds, once)"):
-            tracking.ready()
-    with tracked_run(f"demo-{params['family']}", tags={"dspy_rlm.model_kind": kind}) as run:
-        mlflow.log_params(params)
-        yield mlflow.log_metrics
-    uri = tracking.tracking_uri
-    console.print(f"MLflow run {run.info.run_id} in {uri} (open the dashboard with: dspy-rlm ui --tracking-uri {uri})")

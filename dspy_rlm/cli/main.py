@@ -27,6 +27,7 @@ _context_size = _checked(lambda text: int(float(text)), "a whole number", lambda
                          "from 1024 (2^10) to 8388608 (2^23) characters")
 _fraction = _checked(float, "a number from 0 to 1", lambda v: 0.0 <= v <= 1.0, "from 0 to 1")
 _seconds = _checked(float, "a number of seconds", lambda v: v >= 0, "0 or more seconds")
+_megabytes = _checked(float, "a number of megabytes", lambda v: v > 0, "more than 0 MB")
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dspy_rlm.cli.show import add_parser as add_show
 
     add_show(commands)
+    from dspy_rlm.cli.ask import add_parser as add_ask
+
+    add_ask(commands, _megabytes)
     soak = commands.add_parser("soak", help="many RLM calls in a row and on threads with the simulated model; "
                                             "checks answers and leaks (threads, files, folders, RSS)")
     soak.add_argument("--calls", type=int, default=500, help="sequential calls (default 500)")
@@ -125,6 +129,7 @@ def _run_command(args: argparse.Namespace) -> int:
             return 1
         print_figures(f"dspy-rlm demo: {figures['model']}", figures)
     elif args.command == "serve-sim":
+        import dspy_rlm.lms.simulated.files_world  # noqa: F401  (registers the "files" world of `dspy-rlm ask`)
         import dspy_rlm.programs.families  # noqa: F401  (registers the families' worlds with the simulated model)
         from dspy_rlm.lms.simulated.server import run_server
 
@@ -139,6 +144,10 @@ def _run_command(args: argparse.Namespace) -> int:
         from dspy_rlm.cli.bench import run_bench
 
         run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
+    elif args.command == "ask":
+        from dspy_rlm.cli.ask import run as run_ask
+
+        return run_ask(args)
     elif args.command == "show":
         from dspy_rlm.cli.show import run as run_show
 

@@ -26,7 +26,9 @@ import dspy
 from dspy.utils import callback_context
 from dspy.utils.callback import BaseCallback
 
+from dspy_rlm import settings
 from dspy_rlm.observability.tracing import rename_active_span, tracing_active
+from dspy_rlm.sandbox import truncate_middle
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ def batch_event(prompts: list[str]) -> contextlib.AbstractContextManager[Event]:
 
 
 def step_event(sandbox: Any, iteration: int, reasoning: str, code: str) -> contextlib.AbstractContextManager[Event]:
+    # Bounded as in the history the model reads, so no callback (the live display) gets a 50 MB text.
+    reasoning = truncate_middle(reasoning, settings.HISTORY_REASONING_CHARS)
     return fire("interpreter_execute", sandbox, {"iteration": iteration, "reasoning": reasoning, "code": code})
 
 

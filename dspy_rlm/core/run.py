@@ -23,7 +23,7 @@ from dspy_rlm.core.events import named_predictor, step_event
 from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.outputs import parse_submission, termination_code
 from dspy_rlm.core.secrets import error_text, guarded, remember_lms, scrub, scrubbed
-from dspy_rlm.core.streaming import reach_stream
+from dspy_rlm.core.streaming import on_stream_thread, reach_stream
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
 from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_history, format_iteration, format_variables
@@ -299,6 +299,11 @@ class RLMRun:
     def _bounded(self, predictor: Callable[..., Any], **inputs: Any) -> Any:
         """Call a predictor, giving up (not hanging) when the deadline passes."""
         left = self.deadline.remaining()
+        if self.loop is not None:  # a streamed call: DSPy sends its chunks from anyio's threads only
+            try:
+                return on_stream_thread(self.loop, predictor, timeout_s=left, **inputs)
+            except TimeoutError:
+                raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
         if left is None:
             return predictor(**inputs)
         future = submit_daemon(predictor, **inputs)

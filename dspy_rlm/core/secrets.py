@@ -175,11 +175,21 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def scrubbed(error: Exception) -> Exception:
-    """`error` itself if its text holds no secret, else a same-named exception with the scrubbed text
-    (raise others `from` it, so no traceback or trace shows the secret as the cause)."""
-    text = str(error)
-    clean = scrub(text)
-    return error if clean == text else _named_error(type(error).__name__)(clean)
+    """`error` itself if neither its text nor that of any exception chained to it holds a secret,
+    else a same-named exception with the scrubbed text and no chain (raise others `from` it, so no
+    traceback or trace shows the secret as the cause)."""
+    if all(scrub(str(link)) == str(link) for link in _chain(error)):
+        return error
+    return _named_error(type(error).__name__)(scrub(str(error)))
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and not any(link is known for known in seen):  # chains can loop
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return seen
 
 
 @functools.lru_cache(maxsize=64)

@@ -19,15 +19,18 @@ import contextvars
 import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import dspy
 from dspy.streaming.messages import StreamResponse, sync_send_to_stream
 from pydantic_core import to_json
 
+from dspy_rlm.sandbox import remaining
+
 logger = logging.getLogger("dspy_rlm")
 
-__all__ = ["answer_chunks", "astream_submitted", "reach_stream", "stream_loop", "stream_submitted"]
+__all__ = ["answer_chunks", "astream_submitted", "on_stream_thread", "reach_stream", "stream_loop", "stream_submitted"]
 
 
 def stream_loop() -> asyncio.AbstractEventLoop | None:
@@ -51,14 +54,27 @@ def reach_stream(functions: dict[str, Callable[..., Any]],
 
 
 def _on_worker_thread(function: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
-    import anyio.to_thread
-
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
-        bound = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)  # this call's context
-        return asyncio.run_coroutine_threadsafe(anyio.to_thread.run_sync(bound), loop).result()
+        return on_stream_thread(loop, function, *args, timeout_s=remaining(), **kwargs)
 
     return call
+
+
+def on_stream_thread(loop: asyncio.AbstractEventLoop, function: Callable[..., Any], *args: Any,
+                     timeout_s: float | None = None, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` on an anyio worker thread of the stream's `loop` (where DSPy can
+    send chunks from), in this call's context; waited for `timeout_s` at most (then `TimeoutError`,
+    and the wait on the loop is cancelled, so an abandoned call does not hold anyio's thread slot)."""
+    import anyio.to_thread
+
+    bound = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+    future = asyncio.run_coroutine_threadsafe(anyio.to_thread.run_sync(bound, abandon_on_cancel=True), loop)
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        future.cancel()
+        raise TimeoutError(f"{getattr(function, '__name__', 'the call')} ran out of time and was abandoned") from None
 
 
 def answer_chunks(extract: Any, outputs: dict[str, Any]) -> list[StreamResponse]:

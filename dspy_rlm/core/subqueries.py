@@ -108,6 +108,8 @@ class SubQueries:
             return slot_error(exc)
 
     def _ask_slot(self, prompt: str) -> str:
+        if self.deadline.passed:  # a slot that got its turn too late
+            return slot_error(TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed"))
         try:
             return self._ask_now(prompt)  # the batch already bounds each slot by the deadline
         except Exception as exc:

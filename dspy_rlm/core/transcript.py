@@ -28,7 +28,7 @@ from dspy_rlm import settings
 from dspy_rlm.core.bounds import CUT as _CUT, CUT_PREFIX as _CUT_PREFIX, CUT_SUFFIX as _CUT_SUFFIX
 from dspy_rlm.core.bounds import NUMBER as _NUMBER, cut_name, recut
 from dspy_rlm.errors import CodeProblem
-from dspy_rlm.sandbox import ErrorKind, truncate_middle
+from dspy_rlm.sandbox import ErrorKind, TextFile, truncate_middle
 
 PREVIEW_CHARS = 300
 MAX_LISTED_VARIABLES = 100  # names of the model's own variables shown in variables_info
@@ -184,21 +184,25 @@ class IterationInfo(NamedTuple):
 
 def describe_value(name: str, value: Any, desc: str = "") -> str:
     """One variable's entry in `variables_info`, without ever printing the whole value."""
-    text = value if isinstance(value, str) else _preview_json(value)
+    if isinstance(value, TextFile):  # a str the guest loads from a file: described as one, read only at its ends
+        preview = (value.head(value.chars) if value.chars <= PREVIEW_CHARS
+                   else f"{value.head(PREVIEW_CHARS // 2)} ... {value.tail(PREVIEW_CHARS // 2)}")
+    else:
+        preview = _head_tail(value if isinstance(value, str) else _preview_json(value), PREVIEW_CHARS)
     lines = [VARIABLE_LINE.format(name=name), TYPE_LINE.format(type_name=cut_name(_type_name(value)))]
     if desc:
         lines.append(DESCRIPTION_LINE.format(description=truncate_middle(desc, DESCRIPTION_CHARS)))
-    if isinstance(value, (str, list, dict, tuple)):
-        unit = "characters" if isinstance(value, str) else "items"
+    if isinstance(value, (str, list, dict, tuple, TextFile)):
+        unit = "characters" if isinstance(value, (str, TextFile)) else "items"
         lines.append(LENGTH_LINE.format(length=len(value), unit=unit))
-    lines.append(PREVIEW_OPEN + _head_tail(text, PREVIEW_CHARS) + PREVIEW_CLOSE)
+    lines.append(PREVIEW_OPEN + preview + PREVIEW_CLOSE)
     return "\n".join(lines)
 
 
 def _type_name(value: Any) -> str:
     if isinstance(value, pydantic.BaseModel):
         return f"dict (from {type(value).__name__})"
-    return type(value).__name__
+    return "str" if isinstance(value, TextFile) else type(value).__name__
 
 
 def _preview_json(value: Any) -> str:

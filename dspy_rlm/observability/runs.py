@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from dspy_rlm.observability.tracking import DEFAULT_TRACKING_URI, setup_tracking, use_experiment
 
@@ -86,6 +86,34 @@ def tracked_run(run_name: str, *, nested: bool | None = None, tags: dict[str, st
             if run_id in _OPEN_RUNS:
                 _OPEN_RUNS.remove(run_id)
         _end_run(run_id, status)
+
+
+@contextlib.contextmanager
+def job_run(tracking: BackgroundTracking | None, run_name: str, params: dict[str, Any], kind: str,
+            console: Any, dicts: dict[str, Any] | None = None) -> Iterator[Callable[[dict[str, float]], None]]:
+    """The MLflow run of one command-line job (the demo, `ask`); yields its `log_metrics`.
+
+    It waits for the store `tracking` prepares (saying so on `console`, a rich Console, when a
+    new store is still being made), logs `params`, the model kind as a tag and `dicts` as JSON
+    artifacts, and afterwards prints where the run is and how to open the dashboard. Without
+    tracking it yields a `log_metrics` that does nothing."""
+    if tracking is None:
+        yield lambda metrics: None
+        return
+    import mlflow
+
+    if tracking.done:
+        tracking.ready()
+    else:
+        with console.status("preparing the MLflow store (a new store takes a few seconds, once)"):
+            tracking.ready()
+    with tracked_run(run_name, tags={"dspy_rlm.model_kind": kind}) as run:
+        mlflow.log_params(params)
+        for name, value in (dicts or {}).items():
+            mlflow.log_dict(value, name)
+        yield mlflow.log_metrics
+    uri = tracking.tracking_uri
+    console.print(f"MLflow run {run.info.run_id} in {uri} (open the dashboard with: dspy-rlm ui --tracking-uri {uri})")
 
 
 def _end_run(run_id: str, status: str) -> None:

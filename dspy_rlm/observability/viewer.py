@@ -4,8 +4,9 @@
     inspect_trajectory("tr-1a2b...")        # an MLflow trace id (the active tracking store)
 
 Each step shows its number, time, sub-queries and error, its reasoning, its code
-(highlighted) and its output cut in the middle as the model saw it; then the
-call's usage. `plain=True` prints each step as the REPL-history block the model
+(highlighted) and its output cut in the middle to `max_output_chars`, as the model saw it
+(outputs are kept in the trajectory up to `settings.TRAJECTORY_TEXT_CHARS`, so the count shown is
+of what was kept); then the call's usage. `plain=True` prints each step as the REPL-history block the model
 read (`Step.format`). From a trace, values are as long as the trace kept them
 (see `set_span_value_limit`). `dspy-rlm show <trace-id>` prints the same.
 """
@@ -95,7 +96,7 @@ def _print_step(console: Console, step: Step, max_output_chars: int) -> None:
     if step.code:
         console.print(Syntax(step.code, "python", line_numbers=True, word_wrap=True))
     style = "red" if step.error else "green"
-    console.print(f"[{style}]output[/{style}] ({len(step.output):,} chars)")
+    console.print(f"[{style}]output[/{style}] ({len(step.output):,} chars kept)")
     console.print(truncate_middle(step.output, max_output_chars) or "(none)", markup=False, highlight=False)
 
 

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import eryx
 from filelock import FileLock
 
+from dspy_rlm.fileio import replacing
 from dspy_rlm.settings import cache_dir
 
 __all__ = ["checksum_path", "factory_path", "load_factory"]
@@ -86,7 +86,11 @@ def _problem(path: Path) -> str | None:
         recorded = checksum_path(path).read_text().split()[0]
     except (OSError, IndexError):
         return _NO_CHECKSUM
-    if _sha256(path) != recorded:
+    try:
+        actual = _sha256(path)
+    except OSError:  # set aside by another process since is_file(): as if never there
+        return "missing"
+    if actual != recorded:
         return "it does not match its checksum (the file is damaged)"
     return None
 
@@ -141,35 +145,17 @@ def _set_aside(path: Path, problem: str | None) -> None:
 
 
 def _build_and_save(path: Path) -> eryx.SandboxFactory:
-    """Build and verify a factory, then save it and its checksum (each written whole, by os.replace)."""
+    """Build and verify a factory, then save it and its checksum (each written whole: `replacing`)."""
     log.warning("building the eryx sandbox factory (one-time, takes about 20-50 s); it will be cached at %s", path)
     start = time.perf_counter()
     factory = _verified(_build_factory())
-    tmp = _temporary(path)
-    try:
-        factory.save(tmp)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        factory.save(str(tmp))
+        digest = _sha256(tmp)
     # The file first, then its checksum: a reader between the two sees a mismatch and waits for the lock.
-    _write_atomically(checksum_path(path), f"{digest}  {path.name}\n".encode())
+    with replacing(checksum_path(path)) as tmp:
+        tmp.write_text(f"{digest}  {path.name}\n")
     log.warning("built the eryx sandbox factory in %.1f s", time.perf_counter() - start)
     return factory
 
 
-def _temporary(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    return tmp
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = _temporary(path)
-    try:
-        Path(tmp).write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,6 +13,7 @@ and give up, cancelling what they wait for, soon after the call itself was aband
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import queue
@@ -112,18 +113,17 @@ def submit_daemon(fn: Callable[..., Any], *args: Any, name: str = "rlm-host-call
     context = contextvars.copy_context()
 
     def work() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            if gate is not None:
-                with gate:
-                    result = context.run(fn, *args, **kwargs)
-            else:
+        # The gate is taken before the future runs, so a call still queued behind it can be
+        # cancelled (a batch abandoned at its deadline makes no more model calls).
+        with gate if gate is not None else contextlib.nullcontext():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
                 result = context.run(fn, *args, **kwargs)
-        except BaseException as exc:  # handed to the waiter, like an executor would
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+            except BaseException as exc:  # handed to the waiter, like an executor would
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
     _threads.run(work, name)
     return future

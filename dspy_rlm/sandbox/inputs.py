@@ -9,12 +9,47 @@ and refuses, naming where, what JSON cannot carry.
 from __future__ import annotations
 
 import keyword
+import os
+import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dspy_rlm.errors import InputsNotLoaded
 from dspy_rlm.sandbox.jsonsafe import encode_input
+
+@dataclass(frozen=True)
+class TextFile:
+    """A text input held in a UTF-8 file: mounted (hardlinked, else copied) and loaded in the guest
+    as a `str`, never read into host memory. `chars` is its length in characters (what the model is told).
+
+    The file must not change while a sandbox uses it: a hardlink shares its bytes."""
+
+    path: str
+    chars: int
+
+    def __post_init__(self) -> None:
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"TextFile {self.path!r} does not exist; write the text there first")
+        object.__setattr__(self, "path", os.fspath(self.path))
+
+    def __len__(self) -> int:
+        return self.chars
+
+    def head(self, chars: int) -> str:
+        """The first `chars` characters (for previews), read without loading the rest."""
+        with open(self.path, encoding="utf-8", errors="replace", newline="") as file:
+            return file.read(chars)
+
+    def tail(self, chars: int) -> str:
+        """The last `chars` characters, read from the end (UTF-8 takes at most 4 bytes a character)."""
+        if chars <= 0:
+            return ""
+        with open(self.path, "rb") as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - 4 * chars - 4))
+            return file.read().decode("utf-8", errors="replace")[-chars:]
+
 
 # Names the guest's own machinery uses.
 RESERVED = frozenset({"invoke", "list_callbacks", "_rlm_submit"})
@@ -53,6 +88,9 @@ def write_inputs(folder: Path, inputs: Mapping[str, Any], prefix: str = "") -> l
         if isinstance(value, str):
             kind, filename = "text", f"{prefix}{base}.txt"
             _write_text(folder / filename, value)
+        elif isinstance(value, TextFile):
+            kind, filename = "text", f"{prefix}{base}.txt"
+            _link_or_copy(value.path, folder / filename)
         else:
             kind, data = encode_input(name, value)
             filename = f"{prefix}{base}.json"
@@ -66,6 +104,14 @@ def _write_text(path: Path, text: str, chunk_chars: int = 1 << 20) -> None:
     with open(path, "wb") as file:
         for start in range(0, len(text), chunk_chars):
             file.write(text[start : start + chunk_chars].encode("utf-8", errors="surrogatepass"))
+
+
+def _link_or_copy(source: str, target: Path) -> None:
+    """Mount a file without reading it into memory: a hardlink when both are on one filesystem."""
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed: a streamed copy
+        shutil.copyfile(source, target)
 
 
 def remove_files(folder: str, specs: list[tuple[str, str, str]]) -> None:

@@ -80,7 +80,7 @@ class IsolatedSandbox:
         self._worker = worker = _take_worker(weakref.WeakMethod(self._call_host))
         self._stop_worker = weakref.finalize(self, worker.stop)
         try:
-            done = worker.request({"op": "init", **self._init, "inputs": self._inputs}, _START_TIMEOUT_S)
+            done = worker.request({"op": "init", **self._init, **_wire(self._inputs)}, _START_TIMEOUT_S)
         except WorkerDied as exc:
             self.close()
             raise SandboxUnavailable(f"the sandbox worker process could not start: {exc}") from None
@@ -124,7 +124,7 @@ class IsolatedSandbox:
             if self._worker is None:
                 raise SandboxClosed()
             try:
-                done = self._worker.request({"op": "set_inputs", "inputs": portable},
+                done = self._worker.request({"op": "set_inputs", **_wire(portable)},
                                             self._limits.step_timeout_s + _MARGIN_S)
             except WorkerDied as exc:
                 self._replace_worker(str(exc), time.perf_counter())
@@ -166,8 +166,11 @@ class IsolatedSandbox:
             return {"error": str(exc), "error_type": type(exc).__name__}
 
     def close(self) -> None:
-        """Close the sandbox; its worker process is kept for a later sandbox or stopped. Safe to call twice."""
-        worker, self._worker = self._worker, None
+        """Close the sandbox; its worker process is kept for a later sandbox or stopped. Safe to call twice.
+
+        A step still running (a call cancelled under `acall`) ends first: the worker's replies go to one waiter."""
+        with self._lock:
+            worker, self._worker = self._worker, None
         if worker is not None and self._stop_worker.detach() is not None:
             _release_worker(worker)
 
@@ -184,8 +187,15 @@ def _failure(done: dict[str, Any]) -> Exception:
 
 
 def _portable(name: str, value: Any) -> Any:
-    """`value` as the worker receives it: str as is, anything else as the JSON it is mounted as."""
-    return value if isinstance(value, str) else json.loads(encode_input(name, value)[1])
+    """`value` as the worker receives it: str and TextFile as they are, anything else as the JSON it is mounted as."""
+    return value if isinstance(value, (str, mount.TextFile)) else json.loads(encode_input(name, value)[1])
+
+
+def _wire(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs of a message: a TextFile goes as [path, chars], named in `text_files` (the worker mounts the file)."""
+    files = [name for name, value in inputs.items() if isinstance(value, mount.TextFile)]
+    return {"inputs": {name: [value.path, value.chars] if name in files else value for name, value in inputs.items()},
+            "text_files": files}
 
 
 class _Worker:
@@ -227,14 +237,19 @@ class _Worker:
             pass  # the reader sees the pipe close and reports it
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            message = loads_any(line.decode())
-            if message["op"] == "call":
-                threading.Thread(target=self._answer, args=(message,), name="rlm-isolated-call", daemon=True).start()
-            else:
-                self._done.put(message)
-        self.process.stdout.close()
-        self._done.put(None)
+        try:
+            for line in self.process.stdout:
+                message = loads_any(line.decode())
+                if message["op"] == "call":
+                    threading.Thread(target=self._answer, args=(message,), name="rlm-isolated-call",
+                                     daemon=True).start()
+                else:
+                    self._done.put(message)
+        except ValueError:  # a line cut short: the worker died while writing it
+            self.process.kill()
+        finally:  # whatever ended the reading, the waiter hears of it (and then reads the exit code)
+            self.process.stdout.close()
+            self._done.put(None)
 
     def _answer(self, call: dict[str, Any]) -> None:
         call_host = self.call_host() if self.call_host is not None else None
@@ -293,7 +308,10 @@ def _take_worker(call_host: weakref.WeakMethod) -> _Worker:
     with _idle_lock:
         while _idle and worker is None:
             candidate = _idle.pop()
-            worker = candidate if candidate.process.poll() is None else None
+            if candidate.process.poll() is None:
+                worker = candidate
+            else:
+                candidate.stop()  # it died idle: its folder goes with it
         if not _idle:
             _idle.append(_Worker())
     worker = worker or _Worker()

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Callable
 
 from dspy_rlm.sandbox.factory import load_factory
 from dspy_rlm.sandbox.hostcalls import bounded
+from dspy_rlm.sandbox.inputs import TextFile
 from dspy_rlm.sandbox.jsonsafe import dumps_any, loads_any
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.session import Sandbox
@@ -84,7 +85,7 @@ class Channel:
                 reply = answer.get(timeout=timeout_s)
             except queue.Empty:
                 self._replies.pop(call_id, None)
-                raise TimeoutError(f"{name} did not answer within {self.call_timeout_s:g} s") from None
+                raise TimeoutError(f"{name} did not answer within {timeout_s:.1f} s") from None
             if "error" in reply:
                 raise host_error(reply["error_type"])(reply["error"])
             return loads_any(reply["json"])
@@ -105,7 +106,7 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
     channel.call_timeout_s = init["limits"]["callback_timeout_s"] + 5
     functions = {name: channel.host_function(name) for name in init["functions"]}
     try:
-        sandbox = Sandbox(init["inputs"], functions, limits=SandboxLimits(**init["limits"]),
+        sandbox = Sandbox(_inputs(init), functions, limits=SandboxLimits(**init["limits"]),
                           setup_code=init["setup_code"], max_output_chars=init["max_output_chars"])
     except Exception as exc:
         channel.send(_failure(exc))
@@ -122,10 +123,18 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
                 result = _shallow(sandbox.run(command["code"], timeout_s=command["timeout_s"]))
                 channel.send({"op": "done", "result": result, "variables": sandbox.variables})
             elif command["op"] == "set_inputs":
-                sandbox.set_inputs(command["inputs"])
+                sandbox.set_inputs(_inputs(command))
                 channel.send({"op": "done", "variables": sandbox.variables})
         except Exception as exc:
             channel.send(_failure(exc))
+
+
+def _inputs(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's inputs, with the files named in `text_files` as TextFile values again."""
+    inputs = message["inputs"]
+    for name in message.get("text_files", ()):
+        inputs[name] = TextFile(*inputs[name])
+    return inputs
 
 
 def _shallow(result: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Generated tasks cached on disk, so a repeated run (the demo, a benchmark) does not regenerate them.
 
 A 4 MB task takes a family about 1.5 s to generate and 20 ms to read back. The cache key is
-the family, size and seed plus a digest of the family's generator source, so a change to the
-generator never serves an old task. A file that cannot be read is regenerated and replaced.
+the family, size and seed plus a digest of the families package's source (every generator and
+the helpers they share), so a change to a generator never serves an old task. A file that cannot
+be read is regenerated and replaced.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from dspy_rlm import settings
+from dspy_rlm.fileio import replacing
 from dspy_rlm.programs.families.base import Task, TaskFamily
 
 
@@ -28,24 +28,17 @@ def cached_task(family: TaskFamily, size: int, seed: int, folder: Path | None = 
         pass
     task = family.make_task(size, seed)
     try:
-        _write_atomically(path, json.dumps(asdict(task), ensure_ascii=False))
+        with replacing(path) as temporary:
+            temporary.write_text(json.dumps(asdict(task), ensure_ascii=False), encoding="utf-8")
     except (OSError, TypeError, ValueError):  # a read-only cache or a task JSON cannot hold: still usable
         pass
     return task
 
 
 def _generator_digest(family: TaskFamily) -> str:
-    source = Path(inspect.getsourcefile(type(family)) or "").read_bytes()
-    return hashlib.sha256(source).hexdigest()[:12]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Every module of the families package, not only the family's own: generators share helpers
+    # (base, labels), and a change to any of them must not serve an old task.
+    digest = hashlib.sha256(family.name.encode())
+    for source in sorted(Path(inspect.getsourcefile(TaskFamily) or "").parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:12]

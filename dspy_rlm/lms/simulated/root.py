@@ -75,7 +75,10 @@ class Transcript:
 
     @property
     def data(self) -> str:
-        """The variable holding the data: a list if there is one, else the longest."""
+        """The variable holding the data: `context` (the RLM convention), else a list if there is one,
+        else the longest. A list beside `context` (the `files` index of `dspy-rlm ask`) is not the data."""
+        if "context" in self.variables:
+            return "context"
         lists = [name for name, (kind, _) in self.variables.items() if kind in ("list", "tuple")]
         return lists[0] if lists else max(self.variables, key=lambda n: self.variables[n][1], default="context")
 
