@@ -16,23 +16,22 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from dspy.primitives.code_interpreter import CodeInterpreterError
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from dspy_rlm.sandbox import INPUT_TYPES
+
 __all__ = ["keywords", "loadable", "tool_result"]
-
-_INPUT_TYPES = (str, Mapping, list, tuple, set, frozenset, int, float, bool, type(None), BaseModel)
-
 
 def loadable(name: str, value: Any) -> Any:
     """`value` as the sandbox can carry it (JSON-like or pydantic); others via pydantic's JSON mode."""
     if isinstance(value, BaseModel):
         return _dump_model(value)  # now, so an unserializable model fails before the sandbox starts
-    if isinstance(value, _INPUT_TYPES):
+    if isinstance(value, INPUT_TYPES):
         return value
     try:
         return to_jsonable_python(value)

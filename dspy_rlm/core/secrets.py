@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from dspy_rlm.observability.tracing import add_text_filter
+from dspy_rlm.sandbox.hostcalls import named_error
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 8
@@ -180,7 +181,7 @@ def scrubbed(error: Exception) -> Exception:
     traceback or trace shows the secret as the cause)."""
     if all(scrub(str(link)) == str(link) for link in _chain(error)):
         return error
-    return _named_error(type(error).__name__)(scrub(str(error)))
+    return named_error(type(error).__name__)(scrub(str(error)))
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -190,12 +191,6 @@ def _chain(error: BaseException) -> list[BaseException]:
         seen.append(link)
         link = link.__cause__ or link.__context__
     return seen
-
-
-@functools.lru_cache(maxsize=64)
-def _named_error(name: str) -> type[Exception]:
-    # The guest is shown `Type: message`; the type's name is kept, its (secret) arguments are not.
-    return type(name, (Exception,), {})
 
 
 @functools.lru_cache(maxsize=16)

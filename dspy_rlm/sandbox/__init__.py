@@ -5,8 +5,9 @@ names exported here: the `CodeSandbox` protocol and its `StepResult`, the two er
 sandboxes that satisfy it, their limits, and the helpers host functions share.
 """
 
-from dspy_rlm.sandbox.hostcalls import remaining, run_awaitable
+from dspy_rlm.sandbox.hostcalls import named_error, remaining, run_awaitable
 from dspy_rlm.sandbox.inputs import TextFile, is_identifier
+from dspy_rlm.sandbox.jsonsafe import INPUT_TYPES
 from dspy_rlm.sandbox.isolated import IsolatedSandbox
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import truncate_middle
@@ -18,6 +19,6 @@ from dspy_rlm.sandbox.session import Sandbox
 
 __all__ = [
     "CodeSandbox", "SandboxFactory", "StepResult", "ErrorKind", "RESTARTING_KINDS", "check_factory", "check_sandbox",
-    "Sandbox", "IsolatedSandbox", "SandboxLimits", "TextFile",
-    "is_identifier", "make_awaitable", "remaining", "run_awaitable", "truncate_middle",
+    "Sandbox", "IsolatedSandbox", "SandboxLimits", "TextFile", "INPUT_TYPES",
+    "is_identifier", "make_awaitable", "named_error", "remaining", "run_awaitable", "truncate_middle",
 ]

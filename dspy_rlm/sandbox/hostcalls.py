@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import queue
 import threading
@@ -24,7 +25,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
-__all__ = ["ABANDONED", "bounded", "call_host_function", "remaining", "run_awaitable", "submit_daemon"]
+__all__ = ["ABANDONED", "bounded", "call_host_function", "named_error", "remaining", "run_awaitable", "submit_daemon"]
 
 # Nested waits give up this long after the host call's own bound, so the call is always
 # abandoned first (and reported as such), and whatever they waited for is still cleaned up.
@@ -40,6 +41,13 @@ class _Abandoned:
 ABANDONED: Final = _Abandoned()
 """What `call_host_function` returns for a call still running at its bound (not an exception,
 which the host function itself could raise too)."""
+
+
+@functools.lru_cache(maxsize=64)
+def named_error(type_name: str) -> type[Exception]:
+    """An exception class named like another (`Type: message` is what the guest is shown): for an
+    error that crossed a process boundary, or one whose arguments must not be kept (a secret)."""
+    return type(type_name, (Exception,), {})
 
 
 def remaining(margin_s: float = _CLEANUP_MARGIN_S) -> float | None:

@@ -91,7 +91,8 @@ def _sorted_if_possible(items: set | frozenset) -> list:
         return list(items)
 
 
-_INPUT_TYPES = (str, Mapping, list, tuple, set, frozenset, int, float, bool, type(None), BaseModel)
+# The values an input may be as given (converted on the way in); other types are refused.
+INPUT_TYPES = (str, Mapping, list, tuple, set, frozenset, int, float, bool, type(None), BaseModel)
 
 
 def encode_input(name: str, value: Any) -> tuple[str, bytes]:
@@ -101,7 +102,7 @@ def encode_input(name: str, value: Any) -> tuple[str, bytes]:
         # surrogatepass keeps lone surrogates (e.g. from surrogateescape decoding)
         # intact; the guest decodes with the same handler.
         return "text", value.encode("utf-8", errors="surrogatepass")
-    if not isinstance(value, _INPUT_TYPES):
+    if not isinstance(value, INPUT_TYPES):
         raise TypeError(
             f"input {name!r} has type {type(value).__name__}, which the sandbox cannot carry; "
             "pass a str, a JSON-like value (dict, list, int, float, bool, None) or a pydantic model"

@@ -31,7 +31,7 @@ from dataclasses import fields
 from typing import Any, BinaryIO, Callable
 
 from dspy_rlm.sandbox.factory import load_factory
-from dspy_rlm.sandbox.hostcalls import bounded
+from dspy_rlm.sandbox.hostcalls import bounded, named_error
 from dspy_rlm.sandbox.inputs import TextFile
 from dspy_rlm.sandbox.jsonsafe import dumps_any, loads_any
 from dspy_rlm.sandbox.limits import SandboxLimits
@@ -87,18 +87,11 @@ class Channel:
                 self._replies.pop(call_id, None)
                 raise TimeoutError(f"{name} did not answer within {timeout_s:.1f} s") from None
             if "error" in reply:
-                raise host_error(reply["error_type"])(reply["error"])
+                raise named_error(reply["error_type"])(reply["error"])
             return loads_any(reply["json"])
 
         call.__name__ = name
         return call
-
-
-@functools.lru_cache(maxsize=64)
-def host_error(type_name: str) -> type[Exception]:
-    """An exception class named like the one the host function raised, which is what the
-    guest is shown (`Type: message`), as with an in-process sandbox."""
-    return type(type_name, (Exception,), {})
 
 
 def serve(channel: Channel, init: dict[str, Any]) -> None:
