@@ -26,6 +26,7 @@ _EXPORTS = {
     "ScriptedLM": "dspy_rlm.lms.scripted",
     "ScriptedRequest": "dspy_rlm.lms.scripted",
     "SimulatedLM": "dspy_rlm.lms.simulated.lm",
+    "LocalSchemaAdapter": "dspy_rlm.lms.local_schema",
     "CodeSandbox": "dspy_rlm.sandbox",
     "SandboxFactory": "dspy_rlm.sandbox",
     "StepResult": "dspy_rlm.sandbox",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         StepProblem,
     )
     from dspy_rlm.ingest import read_corpus
+    from dspy_rlm.lms.local_schema import LocalSchemaAdapter
     from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
     from dspy_rlm.lms.simulated.lm import SimulatedLM
     from dspy_rlm.observability.progress import RLMProgress, adding_callbacks

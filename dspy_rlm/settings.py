@@ -65,6 +65,12 @@ ASK_INLINE_CHARS = 8 * 1024 * 1024
 the sandbox mounts without the host holding the text in memory."""
 
 
+# Send an LM's token cap as `max_tokens` in the body for OpenAI-compatible endpoints of its own
+# (`api_base`) on DSPy's default engine, which sends it as `max_completion_tokens`, a field llama.cpp's
+# server ignores (see core/local_models.py). DSPY_RLM_LOCAL_TOKEN_CAP=0 turns this off.
+LOCAL_TOKEN_CAP = os.environ.get("DSPY_RLM_LOCAL_TOKEN_CAP", "1") not in ("0", "false", "False", "")
+
+
 # -- files -------------------------------------------------------------------
 def cache_dir() -> Path:
     """Where built artefacts are cached (the sandbox image, the bench's runtimes).

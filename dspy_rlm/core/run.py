@@ -21,6 +21,7 @@ from dspy_rlm.core.budget import CallBudget, UsageLedger
 from dspy_rlm.core.config import RunConfig
 from dspy_rlm.core.events import named_predictor, step_event
 from dspy_rlm.core.limits import Deadline, submit_daemon
+from dspy_rlm.core.local_models import token_cap_config
 from dspy_rlm.core.outputs import parse_submission, termination_code
 from dspy_rlm.core.secrets import error_text, guarded, remember_lms, scrub, scrubbed
 from dspy_rlm.core.streaming import on_stream_thread, reach_stream
@@ -106,7 +107,7 @@ class RLMRun:
         """Ask `generate_code` for the next step; None if its answer was unusable."""
         try:
             with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
-                return self._bounded(self.config.generate_code, **self.code_inputs(iteration))
+                return self._bounded(self.config.generate_code, **self.code_inputs(iteration), **_capped(self.config.generate_code))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -116,7 +117,8 @@ class RLMRun:
     async def agenerate(self, iteration: int) -> dspy.Prediction | None:
         try:
             with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
-                return await self._abounded(self.config.generate_code.acall(**self.code_inputs(iteration)))
+                return await self._abounded(self.config.generate_code.acall(**self.code_inputs(iteration),
+                                                                              **_capped(self.config.generate_code)))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -240,7 +242,7 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
-                    extracted = self._bounded(self.config.extract, **self._extract_inputs())
+                    extracted = self._bounded(self.config.extract, **self._extract_inputs(), **_capped(self.config.extract))
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -251,7 +253,8 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
-                    extracted = await self._abounded(self.config.extract.acall(**self._extract_inputs()))
+                    extracted = await self._abounded(self.config.extract.acall(**self._extract_inputs(),
+                                                                                **_capped(self.config.extract)))
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -348,3 +351,9 @@ def _step_code(text: str | None) -> str:
         return extract_code(text)
     except CodeProblem:
         return text or ""
+
+
+def _capped(predictor: Any) -> dict[str, Any]:
+    """The per-call `config` that makes a local endpoint honour the model's token cap (see core/local_models)."""
+    config = token_cap_config(predictor.lm or dspy.settings.lm)
+    return {"config": config} if config else {}

@@ -19,6 +19,7 @@ import dspy
 
 from dspy_rlm.core.budget import CallBudget, UsageLedger
 from dspy_rlm.errors import BudgetExceeded
+from dspy_rlm.core.local_models import token_cap_config
 from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.lm_errors import is_configuration_error
 from dspy_rlm.core.secrets import error_text
@@ -135,13 +136,18 @@ class SubQueries:
 
     def _ask_now(self, prompt: str) -> str:
         with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
-            answer.append(self.predictor(prompt=prompt).response)
+            answer.append(self.predictor(prompt=prompt, **self._call_config()).response)
         return answer[0]
 
     async def _aask(self, prompt: str) -> str:
         with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
-            answer.append((await self.predictor.acall(prompt=prompt)).response)
+            answer.append((await self.predictor.acall(prompt=prompt, **self._call_config())).response)
         return answer[0]
+
+    def _call_config(self) -> dict[str, Any]:
+        # Read inside the LM context: the sub-model is `self.lm` or the one configured for this call.
+        config = token_cap_config(self.predictor.lm or dspy.settings.lm)
+        return {"config": config} if config else {}
 
     @contextlib.contextmanager
     def _recorded(self, prompt: str) -> Iterator[list[str]]:
