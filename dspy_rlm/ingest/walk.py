@@ -48,7 +48,7 @@ def walk_paths(paths: Sequence[Any], *, include: tuple[str, ...] = (), exclude: 
         elif os.path.exists(given):
             yield Candidate(given, given)
         else:
-            yield Candidate(given, given, "unknown", ("error", "no such file or folder; check the path"))
+            yield Candidate(given, given, "unknown", ("error", "no such file or folder"))
 
 
 def _walk(top: str, unwanted: Any, gitignore: bool) -> Iterator[tuple[str, str, tuple[str, str] | None]]:
