@@ -35,6 +35,10 @@ _EXPORTS = {
     "SandboxLimits": "dspy_rlm.sandbox",
     "TextFile": "dspy_rlm.sandbox",
     "read_corpus": "dspy_rlm.ingest",
+    "CodeLibrary": "dspy_rlm.library",
+    "Tool": "dspy_rlm.core.approval",
+    "ApprovalRequest": "dspy_rlm.core.approval",
+    "Stabilize": "dspy_rlm.optimizers.stabilize",  # (not in TYPE_CHECKING below: only the cli imports optimizers)
     "RLMProgress": "dspy_rlm.observability.progress",
     "adding_callbacks": "dspy_rlm.observability.progress",
     "inspect_trajectory": "dspy_rlm.observability.viewer",
@@ -63,11 +67,14 @@ if TYPE_CHECKING:
     from dspy_rlm.core.interpreter import EryxInterpreter
     from dspy_rlm.core.rlm import RLM
     from dspy_rlm.errors import (
-        BudgetExceeded, CodeProblem, DSPyRLMError, InputsNotLoaded, LimitExceeded, LMFailure, OutputError,
+        BudgetExceeded, CodeProblem, DSPyRLMError, InputsNotLoaded, LibraryError, LimitExceeded, LMFailure,
+        OutputError,
         RewriteError, RLMError, SandboxClosed, SandboxCrash, SandboxError, SandboxUnavailable, ScriptExhausted,
         StepProblem,
     )
     from dspy_rlm.ingest import read_corpus
+    from dspy_rlm.library import CodeLibrary
+    from dspy_rlm.core.approval import ApprovalRequest, Tool
     from dspy_rlm.lms.local_schema import LocalSchemaAdapter
     from dspy_rlm.lms.scripted import ScriptedLM, ScriptedRequest
     from dspy_rlm.lms.simulated.lm import SimulatedLM

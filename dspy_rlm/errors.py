@@ -17,7 +17,9 @@
     │   ├── RewriteError            code the synchronous-call rewrite cannot make awaitable
     │   ├── OutputError             a submission that does not fit the signature's outputs
     │   └── BudgetExceeded          a sub-query beyond the call's budget (calls, tokens or cost)
-    └── ScriptExhausted             a `ScriptedLM` was asked more often than it has answers
+    ├── ScriptExhausted             a `ScriptedLM` was asked more often than it has answers
+    └── LibraryError                a code library file that breaks the library's rules (also a
+                                    ValueError): the message names the file and the fix
 
 Errors a caller should catch around an RLM call are the `RLMError`s: each holds
 what the call did before it ended, so nothing is lost. Bad arguments to a
@@ -38,7 +40,7 @@ __all__ = [
     "DSPyRLMError", "RLMError", "LimitExceeded", "LMFailure", "SandboxCrash",
     "SandboxError", "SandboxClosed", "SandboxUnavailable", "InputsNotLoaded",
     "StepProblem", "CodeProblem", "RewriteError", "OutputError", "BudgetExceeded",
-    "ScriptExhausted", "LimitName",
+    "ScriptExhausted", "LibraryError", "LimitName",
 ]
 
 
@@ -128,3 +130,9 @@ class BudgetExceeded(StepProblem, RuntimeError):
 
 class ScriptExhausted(DSPyRLMError, RuntimeError):
     """A `ScriptedLM` was called more times than it has scripted answers."""
+
+
+# -- the code library ----------------------------------------------------------------
+
+class LibraryError(DSPyRLMError, ValueError):
+    """A `CodeLibrary` file or state that breaks the library's rules; the message names the file and the fix."""

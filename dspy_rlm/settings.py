@@ -71,6 +71,15 @@ the sandbox mounts without the host holding the text in memory."""
 LOCAL_TOKEN_CAP = os.environ.get("DSPY_RLM_LOCAL_TOKEN_CAP", "1") not in ("0", "false", "False", "")
 
 
+# -- recursion and long runs (core/tree.py, core/compaction.py) ---------------
+MAX_LIVE_SANDBOXES = 4
+"""Child sandboxes (`rlm_query`) alive at once at each depth of a call's tree."""
+DEFAULT_CONTEXT_WINDOW = 128_000
+"""Tokens of the root model's window when litellm does not know the model (compaction only)."""
+CHARS_PER_TOKEN = 4
+"""Characters per token when history length is compared with a window."""
+
+
 # -- files -------------------------------------------------------------------
 def cache_dir() -> Path:
     """Where built artefacts are cached (the sandbox image, the bench's runtimes).

@@ -14,11 +14,12 @@ The package imports nothing heavy until `optimize` is used (the CLI builds its p
 
 from typing import Any
 
-__all__ = ["OPTIMIZERS", "OptimizeResult", "SkipExtractSelector", "float_metric", "optimize", "optimize_program"]
+__all__ = ["OPTIMIZERS", "OptimizeResult", "SkipExtractSelector", "Stabilize", "float_metric", "optimize",
+           "optimize_program"]
 
 _HOMES = {
     "optimize": "compile", "OptimizeResult": "compile", "optimize_program": "program",
-    "OPTIMIZERS": "settings", "SkipExtractSelector": "settings", "float_metric": "settings",
+    "OPTIMIZERS": "settings", "SkipExtractSelector": "settings", "float_metric": "settings", "Stabilize": "stabilize",
 }
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OPTIMIZER_CHOICES = ("bootstrap", "mipro", "gepa", "simba")
+OPTIMIZER_CHOICES = ("bootstrap", "mipro", "gepa", "simba", "stabilize")
 
 
 MIN_CONTEXT, MAX_CONTEXT = 2**10, 2**23  # the task families' range (programs/families/base.py)

@@ -65,6 +65,16 @@ def log_outputs(setup: FamilySetup, plan: optimizer_settings.OptimizerPlan, scor
     mlflow.log_dict({"totals": usage["totals"], "compile": usage["compile"], "evaluation": usage["evaluation"]},
                     "usage.json")
     mlflow.log_artifact(str(state_path), artifact_path="program")
+    from dspy_rlm.observability.tracking import log_library
+
+    log_library(scores["program"])  # the compiled program's code library, if any, as files
+    report = getattr(scores["program"], "stabilize_report", None)
+    if report is not None:  # Stabilize: what it harvested, kept and rejected (and why)
+        mlflow.log_metrics({"stabilize.candidates": float(len(report.decisions)),
+                            "stabilize.accepted": float(len(report.accepted)),
+                            "stabilize.rejected": float(len(report.rejected)),
+                            "stabilize.solver": float(report.solver is not None)})
+        mlflow.log_dict(report.as_dict(), "stabilize.json")
     from dspy_rlm.observability.runs import drop_placeholder_models
 
     drop_placeholder_models(mlflow.active_run().info.run_id)  # autolog's empty Pending `dspy` models

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import dspy
 
-OPTIMIZERS = ("bootstrap", "mipro", "gepa", "simba")
+OPTIMIZERS = ("bootstrap", "mipro", "gepa", "simba", "stabilize")
 NEEDS_REFLECTION_LM = ("gepa",)
 
 
@@ -92,6 +92,7 @@ def defaults(name: str, *, train_size: int, seed: int, num_threads: int) -> dict
                  "track_stats": True, "use_mlflow": True, "seed": seed, "num_threads": num_threads},
         "simba": {"bsize": min(4, train_size), "num_candidates": 3, "max_steps": 2, "max_demos": 2,
                   "demo_input_field_maxlen": 20_000, "num_threads": num_threads, "seed": seed},
+        "stabilize": {"threshold": 1.0, "tolerance": 0.0, "solver": True, "num_threads": num_threads},
     }
     return dict(table[name])
 
@@ -150,7 +151,14 @@ def _simba(s, metric, trainset, valset, lms) -> OptimizerPlan:
     return OptimizerPlan("simba", optimizer, s, {"trainset": trainset, "seed": s["seed"]})
 
 
-_BUILDERS = {"bootstrap": _bootstrap, "mipro": _mipro, "gepa": _gepa, "simba": _simba}
+def _stabilize(s, metric, trainset, valset, lms) -> OptimizerPlan:
+    from dspy_rlm.optimizers.stabilize import Stabilize
+
+    optimizer = Stabilize(metric=float_metric(metric), **s)
+    return OptimizerPlan("stabilize", optimizer, s, {"trainset": trainset, "valset": valset})
+
+
+_BUILDERS = {"bootstrap": _bootstrap, "mipro": _mipro, "gepa": _gepa, "simba": _simba, "stabilize": _stabilize}
 
 
 def cap_demos(program: dspy.Module, max_chars: int) -> int:

@@ -5,8 +5,8 @@ Ported from stanfordnlp/dspy `tests/primitives/test_python_interpreter.py` (the 
 callback tests are in test_interpreter_dspy_callbacks.py. Each test keeps DSPy's name; where
 EryxInterpreter differs on purpose, the line says so (README, "`dspy.RLM` on this sandbox"):
 
-- a last-line expression is printed as a REPL does, so `execute("1 + 1")` returns the text "2\\n",
-  where PythonInterpreter returns the value 2 (the JSON of it);
+- a last-line expression that is not a str is printed as a REPL does, so `execute("1 + 1")` returns
+  the text "2\\n", where PythonInterpreter returns the value 2 (the JSON of it); a str is returned as is;
 - errors carry the traceback of the model's code (and the output printed before it);
 - `exit()` / `sys.exit()` are disabled rather than raised as SystemExit;
 - a tool returning None gives None (Pyodide turns it into "").
@@ -150,7 +150,7 @@ def test_serialize_variables(interp, code, variables, expected):
 
 def test_serialize_set_mixed_types(interp):
     interpreter = interp()
-    assert interpreter.execute("type(x).__name__", variables={"x": {1, "a"}}) == "'list'\n"
+    assert interpreter.execute("type(x).__name__", variables={"x": {1, "a"}}) == "list"
     assert interpreter.execute("sorted(map(str, x))") == "['1', 'a']\n"
 
 

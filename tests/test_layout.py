@@ -9,7 +9,7 @@ one, and otherwise `pkg`; importing a package imports its `__init__`.
 The rules:
 1. no two modules import each other, and the import graph has no cycle at all;
 2. no module imports a layer above its own (the table `LAYERS` below);
-3. the sandbox and ingest layers know nothing of DSPy, and only the sandbox layer touches eryx;
+3. the sandbox, ingest and library layers know nothing of DSPy, and only the sandbox layer touches eryx;
 4. within `dspy_rlm/` proper, only the cli imports `dspy_rlm.programs` or `dspy_rlm.optimizers`;
 5. no module assigns to an attribute of a module of this package it imported (no monkeypatching);
 6. no source file is over `MAX_LINES` lines;
@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dspy_rlm.errors", "dspy_rlm.settings", "dspy_rlm.fileio"),
     ("dspy_rlm.sandbox",),
     ("dspy_rlm.ingest",),  # files and folders as inputs (no DSPy)
+    ("dspy_rlm.library",),  # the code library: harvested, tested, versioned functions (no DSPy)
     ("dspy_rlm.observability.tracing",),  # a leaf the module layer uses to open spans
     ("dspy_rlm.core",),
     ("dspy_rlm.lms",),
@@ -51,6 +52,7 @@ FACADE = "dspy_rlm"
 FACADE_USERS = ("dspy_rlm.programs", "dspy_rlm.optimizers", "dspy_rlm.cli")
 SANDBOX = "dspy_rlm.sandbox"
 INGEST = "dspy_rlm.ingest"
+LIBRARY = "dspy_rlm.library"
 SANDBOX_MAY_IMPORT = (SANDBOX, "dspy_rlm.errors", "dspy_rlm.settings", "dspy_rlm.fileio")
 APPLICATIONS = ("dspy_rlm.programs", "dspy_rlm.optimizers")  # only the cli, of dspy_rlm/ proper, uses them
 CLI = "dspy_rlm.cli"
@@ -302,6 +304,13 @@ def test_the_ingest_layer_imports_no_dspy():
     violations = [f"{i.where}: imports {i.target}" for module in modules().values() if within(module.name, INGEST)
                   for i in imports_of(module) if within(i.target, "dspy")]
     check("The ingest layer importing DSPy", violations)
+
+
+def test_the_library_layer_imports_no_dspy():
+    """A code library is plain Python files: `dspy_rlm.library` reads, tests and diffs them without DSPy."""
+    violations = [f"{i.where}: imports {i.target}" for module in modules().values() if within(module.name, LIBRARY)
+                  for i in imports_of(module) if within(i.target, "dspy")]
+    check("The library layer importing DSPy", violations)
 
 
 def test_only_the_sandbox_layer_imports_eryx():

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_serve_sim(commands)
     bench = commands.add_parser("bench", help="benchmark dspy.RLM (Deno/Pyodide, EryxInterpreter), dspy_rlm.RLM and an exec floor")
-    bench.add_argument("--suite", choices=["compare", "core"], default="compare",
-                       help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets")
+    bench.add_argument("--suite", choices=["compare", "core", "depth"], default="compare",
+                       help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets; "
+                            "depth: max_depth=2 beside rlms 0.1.3 (issue 12)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (about 2 minutes)")
     bench.add_argument("--out", default="bench_results", help="folder for the JSON, markdown and PNG results")
     bench.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
@@ -82,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     from dspy_rlm.cli.show import add_parser as add_show
 
     add_show(commands)
+    from dspy_rlm.cli.library import add_parser as add_library
+
+    add_library(commands)
     from dspy_rlm.cli.ask import add_parser as add_ask
 
     add_ask(commands, _megabytes)
+    from dspy_rlm.cli.batch import add_parser as add_batch
+
+    add_batch(commands)
     soak = commands.add_parser("soak", help="many RLM calls in a row and on threads with the simulated model; "
                                             "checks answers and leaks (threads, files, folders, RSS)")
     soak.add_argument("--calls", type=int, default=500, help="sequential calls (default 500)")
@@ -143,15 +150,28 @@ def _run_command(args: argparse.Namespace) -> int:
     elif args.command == "bench":
         from dspy_rlm.cli.bench import run_bench
 
+        if args.suite == "depth":
+            from dspy_rlm.cli.bench.depth_run import run_depth_bench
+
+            run_depth_bench(reps=1 if args.quick else 3, out=args.out)
+            return 0
         run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
     elif args.command == "ask":
         from dspy_rlm.cli.ask import run as run_ask
 
         return run_ask(args)
+    elif args.command == "batch":
+        from dspy_rlm.cli.batch import run as run_batch
+
+        return run_batch(args)
     elif args.command == "show":
         from dspy_rlm.cli.show import run as run_show
 
         return run_show(args)
+    elif args.command == "library":
+        from dspy_rlm.cli.library import run as run_library
+
+        return run_library(args)
     elif args.command == "optimize":
         from dspy_rlm.optimizers.cli import run
 

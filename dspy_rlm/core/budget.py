@@ -47,59 +47,139 @@ class CallBudget:
             self._used += n
 
 
+class BudgetShare:
+    """A child run's share of its parent's budget: at most `limit` calls of its own (None: no cap of its
+    own), each also taken from the parent's budget, so the whole tree stays within one ceiling.
+
+    A runaway child (one sub-query per line of a long text) then ends at its own cap instead of
+    starving its siblings; `remaining` is what the child may still spend."""
+
+    def __init__(self, parent: CallBudget | BudgetShare, limit: int | None):
+        self.parent = parent
+        self.limit = limit
+        self.refusals = 0
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @property
+    def remaining(self) -> int:
+        own = self.parent.remaining if self.limit is None else max(self.limit - self._used, 0)
+        return min(own, self.parent.remaining)
+
+    def reserve(self, n: int = 1) -> None:
+        """Take `n` calls from this share and from the parent, all or none."""
+        with self._lock:
+            if self.limit is not None and self._used + n > self.limit:
+                self.refusals += 1
+                raise BudgetExceeded(
+                    f"this sub-run's share of the call budget is used up: {self._used} of {self.limit} calls "
+                    f"(max_child_llm_calls), {n} more requested. Aggregate what you have and call SUBMIT(...).")
+            try:
+                self.parent.reserve(n)
+            except BudgetExceeded:
+                self.refusals += 1
+                raise
+            self._used += n
+
+
 class UsageLedger:
-    """Counts root and sub-model calls, tokens where the LM reports them, and time."""
+    """Counts root and sub-model calls, tokens where the LM reports them, and time.
+
+    One ledger serves a whole call tree (`core/tree.py`): each call is counted under its role,
+    the depth of the run that made it, and for a named sub-model (`sub_lms`) its name, so the
+    summary has totals and, when there is more than one depth or a named sub-model, a breakdown."""
 
     ROLES = ("root", "sub")
 
     def __init__(self) -> None:
-        self._calls = {role: 0 for role in self.ROLES}
-        self._trackers = {role: UsageTracker() for role in self.ROLES}
+        self._calls: dict[tuple[str, int, str | None], int] = {}
+        self._trackers: dict[tuple[str, int, str | None], UsageTracker] = {}
         self._lock = threading.Lock()
         self._started = time.perf_counter()
         self.sandbox_seconds = 0.0
 
     @contextmanager
-    def track(self, role: str) -> Iterator[None]:
-        """Count one call of `role` and collect the tokens its LM reports.
+    def track(self, role: str, depth: int = 1, sub_model: str | None = None) -> Iterator[None]:
+        """Count one call of `role` (at `depth`, to the named sub-model) and collect the tokens its LM reports.
 
         `track_usage` nests: what it records rolls up into any tracker the user
         opened (for example `dspy.configure(track_usage=True)`), so ours adds to
         DSPy's usage rather than hiding it.
         """
+        key = (role, depth, sub_model)
         with self._lock:
-            self._calls[role] += 1
+            self._calls[key] = self._calls.get(key, 0) + 1
         with track_usage() as tracker:
             yield
         with self._lock:
+            kept = self._trackers.setdefault(key, UsageTracker())
             for lm, entries in tracker.usage_data.items():
-                self._trackers[role].usage_data[lm].extend(entries)
+                kept.usage_data[lm].extend(entries)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-able summary: calls and tokens per role and per model, and wall-clock seconds."""
+        """A JSON-able summary: calls and tokens per role and per model, and wall-clock seconds;
+        `by_depth` and `by_sub_model` when the call had children or named sub-models."""
         with self._lock:
-            by_role = {role: self._trackers[role].get_total_tokens() for role in self.ROLES}
+            tokens = {key: tracker.get_total_tokens() for key, tracker in self._trackers.items()}
             calls = dict(self._calls)
         by_model: dict[str, dict[str, int]] = {}
-        role_tokens = {role: _zero_tokens() for role in self.ROLES}
-        for role, per_lm in by_role.items():
+        for per_lm in tokens.values():
             for lm, usage in per_lm.items():
                 add_counts(by_model.setdefault(lm, _zero_tokens()), usage, only=_TOKEN_KEYS)
-                add_counts(role_tokens[role], usage, only=_TOKEN_KEYS)
-        costs = [estimate_cost(lm, t["prompt_tokens"], t["completion_tokens"]) for lm, t in by_model.items()]
-        known = [c for c in costs if c is not None]
-        return {
-            "root_calls": calls["root"],
-            "sub_calls": calls["sub"],
-            "root_tokens": role_tokens["root"],
-            "sub_tokens": role_tokens["sub"],
-            "total_tokens": sum(t["total_tokens"] for t in role_tokens.values()),
+        summary = {
+            **_role_counts(calls, tokens, lambda key: True),
             "by_model": by_model,
             # Estimated from token counts at published prices; None when no model's price is known.
-            "cost_usd": round(sum(known), 6) if known else None,
+            "cost_usd": _cost(by_model),
             "sandbox_seconds": round(self.sandbox_seconds, 4),
             "seconds": round(time.perf_counter() - self._started, 4),
         }
+        depths = sorted({depth for _, depth, _ in calls})
+        if depths != [1] and depths:
+            summary["by_depth"] = {str(d): _role_counts(calls, tokens, lambda key, d=d: key[1] == d) for d in depths}
+        names = sorted({name for _, _, name in calls if name is not None})
+        if names:
+            summary["by_sub_model"] = {name: _sub_model_counts(calls, tokens, name) for name in names}
+        return summary
+
+
+Key = tuple[str, int, "str | None"]
+
+
+def _role_counts(calls: Mapping[Key, int], tokens: Mapping[Key, Mapping[str, Any]], keep: Any) -> dict[str, Any]:
+    """Calls and tokens per role (and in all) of the keys `keep` admits."""
+    counted: dict[str, Any] = {}
+    total = 0
+    for role in UsageLedger.ROLES:
+        role_tokens = _zero_tokens()
+        for key, per_lm in tokens.items():
+            if key[0] == role and keep(key):
+                for usage in per_lm.values():
+                    add_counts(role_tokens, usage, only=_TOKEN_KEYS)
+        counted[f"{role}_calls"] = sum(n for key, n in calls.items() if key[0] == role and keep(key))
+        counted[f"{role}_tokens"] = role_tokens
+        total += role_tokens["total_tokens"]
+    counted["total_tokens"] = total
+    return counted
+
+
+def _sub_model_counts(calls: Mapping[Key, int], tokens: Mapping[Key, Mapping[str, Any]], name: str) -> dict[str, Any]:
+    counts = _zero_tokens()
+    for key, per_lm in tokens.items():
+        if key[2] == name:
+            for usage in per_lm.values():
+                add_counts(counts, usage, only=_TOKEN_KEYS)
+    return {"calls": sum(n for key, n in calls.items() if key[2] == name), **counts}
+
+
+def _cost(by_model: Mapping[str, Mapping[str, int]]) -> float | None:
+    costs = [estimate_cost(lm, t["prompt_tokens"], t["completion_tokens"]) for lm, t in by_model.items()]
+    known = [c for c in costs if c is not None]
+    return round(sum(known), 6) if known else None
 
 
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")

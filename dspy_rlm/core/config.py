@@ -8,21 +8,23 @@ test or a benchmark can build one without an `RLM`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import dspy
 from dspy.adapters.types.tool import Tool
 
+from dspy_rlm.core.compaction import CompactionPolicy
 from dspy_rlm.core.limits import RunLimits
 from dspy_rlm.core.signatures import field_description
+from dspy_rlm.library import CodeLibrary
 from dspy_rlm.sandbox import SandboxFactory, SandboxLimits
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The task, the three predictors, the limits, the tools and the sandbox factory of a call."""
+    """The task, the predictors, the limits, the tools and the sandbox factory of a call."""
 
     signature: type[dspy.Signature]
     generate_code: dspy.Predict
@@ -39,6 +41,24 @@ class RunConfig:
     max_prompt_chars: int
     max_concurrency: int
     verbose: bool = False
+    # Recursion (`core/recursion.py`): the deepest run, live child sandboxes per depth.
+    max_depth: int = 1
+    max_live_sandboxes: int = 4
+    max_child_llm_calls: int | None = None  # calls one child run may spend (None: any left in the tree)
+    # Named sub-models for `llm_query(prompt, model=name)`.
+    sub_lms: Mapping[str, dspy.BaseLM] = dataclasses.field(default_factory=dict)
+    # `validate(outputs) -> str | None` on the host: a message sends a submission back to the model.
+    validate: Callable[[dict[str, Any]], str | None] | None = None
+    # History compaction (`core/compaction.py`): the predictor and when it starts, or None (never).
+    compact: dspy.Predict | None = None
+    compaction: CompactionPolicy | None = None
+    # A child run's predictor calls use these signatures (its own task's), keeping the predictors' demos.
+    code_signature: type[dspy.Signature] | None = None
+    extract_signature: type[dspy.Signature] | None = None
+    # The code library loaded into every sandbox session, and its optional solver (`core/solver.py`).
+    library: CodeLibrary | None = None
+    # Who allows each call of a side-effect tool (`core/approval.py`): "deny", "allow", "ask" or a function.
+    approve: Any = "deny"
 
     @property
     def output_names(self) -> list[str]:

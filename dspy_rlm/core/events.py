@@ -8,7 +8,10 @@ steps run in a sandbox and its sub-queries are host calls. So this module fires:
   record (a dict, as in `result.trajectory`);
 - `on_tool_start/end` for each `llm_query` (one per prompt, batched slots included) with
   `inputs` `{"prompt"}` and the answer as `outputs`, and for each `llm_query_batched` call
-  (`{"prompts"}`, the list of answers) around its slots.
+  (`{"prompts"}`, the list of answers) around its slots;
+- `on_tool_start/end` for each child run (`rlm_query`, one per child) with `inputs`
+  `{"prompt", "depth"}` and the child's answer; a child's steps fire the step events
+  above with a `depth` key in `inputs`.
 
 MLflow's DSPy callback turns the tool events into spans (renamed here `llm_query` and
 `llm_query_batched`), and `RLMProgress` draws the live display from them: one source.
@@ -43,8 +46,14 @@ def _llm_query_batched(prompts: list[str]) -> list[str]:
     raise NotImplementedError
 
 
+def _rlm_query(prompt: str, context: Any = None) -> str:
+    """Hand a sub-task to a child run with its own REPL; return its answer."""
+    raise NotImplementedError  # as above: `core/recursion.py` runs the child
+
+
 LLM_QUERY = dspy.Tool(_llm_query, name="llm_query")
 LLM_QUERY_BATCHED = dspy.Tool(_llm_query_batched, name="llm_query_batched")
+RLM_QUERY = dspy.Tool(_rlm_query, name="rlm_query")
 
 
 class Event:
@@ -98,10 +107,19 @@ def batch_event(prompts: list[str]) -> contextlib.AbstractContextManager[Event]:
     return fire("tool", LLM_QUERY_BATCHED, {"prompts": prompts}, span_name="llm_query_batched")
 
 
-def step_event(sandbox: Any, iteration: int, reasoning: str, code: str) -> contextlib.AbstractContextManager[Event]:
+def child_event(prompt: str, depth: int) -> contextlib.AbstractContextManager[Event]:
+    """One child run (`rlm_query`, or a slot of `rlm_query_batched`); its answer is the outputs."""
+    return fire("tool", RLM_QUERY, {"prompt": prompt, "depth": depth}, span_name="rlm_query")
+
+
+def step_event(sandbox: Any, iteration: int, reasoning: str, code: str,
+               depth: int = 1) -> contextlib.AbstractContextManager[Event]:
     # Bounded as in the history the model reads, so no callback (the live display) gets a 50 MB text.
     reasoning = truncate_middle(reasoning, settings.HISTORY_REASONING_CHARS)
-    return fire("interpreter_execute", sandbox, {"iteration": iteration, "reasoning": reasoning, "code": code})
+    inputs = {"iteration": iteration, "reasoning": reasoning, "code": code}
+    if depth > 1:  # a child run's step (the root's keep their three keys)
+        inputs["depth"] = depth
+    return fire("interpreter_execute", sandbox, inputs)
 
 
 class _SpanNamer(BaseCallback):

@@ -16,28 +16,28 @@ of Deno + Pyodide:
 * a failing step raises `CodeExecutionError` (or `SyntaxError`) and the session goes on;
   timeouts and memory exhaustion restart the guest (the inputs come back).
 
-The sandbox `dspy` facade (sub-agents built with `import dspy` inside the REPL) cannot
-run here: its shim calls host tools from places the synchronous-call rewrite cannot reach
-(`__setattr__`, calls of instances). Installing it raises `CodeExecutionError`, which
-dspy.RLM handles by dropping the sub-agent tools and instructions for that call.
+* a last-line expression returns a str value as the output itself, as Pyodide does
+  (`dspy.Flex` reads its result that way); other values are printed as a REPL does;
+* DSPy's sandbox `dspy` facade (dspy.Flex, and dspy.RLM sub-agents written with `import dspy`)
+  runs unchanged: its two host tools are synchronous guest functions (`interpreter_facade`).
 """
 
 from __future__ import annotations
 
-import ast
 import contextvars
 import functools
-import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput
-from dspy.primitives.facade import SHIM_SETUP, is_reserved_sandbox_name
+from dspy.primitives.facade import is_reserved_sandbox_name
 from dspy.utils.callback import with_callbacks
 
 from dspy_rlm import settings
+from dspy_rlm.core.interpreter_facade import SHIM_SETUP, facade_variables, is_facade_tool, sync_tool_code
+from dspy_rlm.core.interpreter_repl import echo_setup, step_output, with_echo
 from dspy_rlm.core.interpreter_values import keywords, loadable, tool_result
 from dspy_rlm.core.outputs import termination_code
 from dspy_rlm.errors import SandboxError
@@ -58,20 +58,11 @@ _EXECUTING: contextvars.ContextVar[EryxInterpreter | None] = contextvars.Context
 # Positional arguments of a tool call that no parameter name binds (a positional-only or *args tool):
 # invoke_tool keeps DSPy's (tool_name, kwargs) signature, so its callbacks see what DSPy's see.
 _POSITIONAL: contextvars.ContextVar[tuple] = contextvars.ContextVar("eryx_positional", default=())
-_LINES = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")  # the parser's line breaks, kept
 
-_FACADE_UNAVAILABLE = (
-    "The sandbox `dspy` facade (sub-agents built with `import dspy` in the REPL) is not available on "
-    "EryxInterpreter: its shim calls host tools from __setattr__ and from calls of instances, which the "
-    "eryx guest can only reach through awaited calls. Use llm_query / llm_query_batched instead."
+_FACADE_OFF = (
+    "The sandbox `dspy` facade is turned off on this EryxInterpreter (facade=False); "
+    "use llm_query / llm_query_batched instead."
 )
-
-# DSPy's REPL prints a last-line expression; SUBMIT comes from `outputs.termination_code`.
-_ECHO = '''
-def _rlm_echo(value):
-    if value is not None:
-        print(repr(value))
-'''
 
 
 def _describe(step_timeout_s: float, memory_mb: int) -> str:
@@ -83,8 +74,7 @@ def _describe(step_timeout_s: float, memory_mb: int) -> str:
         "tools as ordinary synchronous functions, also inside your own functions and loops (not in lambdas). "
         "A last-line expression is printed as in a Python REPL. "
         f"A step may run for {timeout} and use {memory_mb:,} MiB; a step that exceeds either is stopped and the "
-        "sandbox restarts: your variables are lost, the inputs stay. exit() is disabled. "
-        "`import dspy` sub-agents are not available."
+        "sandbox restarts: your variables are lost, the inputs stay. exit() is disabled."
     )
 
 
@@ -102,6 +92,8 @@ class EryxInterpreter:
         max_output_chars: output kept per step (head and tail).
         callbacks: DSPy callbacks for the `on_interpreter_*` events of this instance.
         isolate_process: run the sandbox in a worker process (`dspy_rlm.sandbox.IsolatedSandbox`).
+        facade: host DSPy's sandbox `dspy` facade (opens the sandbox's synchronous-call bridge,
+            a loopback connection: see `dspy_rlm.sandbox.syncbridge`); False refuses it.
     """
 
     execution_instructions: str = _describe(DEFAULT_STEP_TIMEOUT_S, DEFAULT_MEMORY_MB)
@@ -116,6 +108,7 @@ class EryxInterpreter:
         max_output_chars: int = DEFAULT_OUTPUT_CHARS,
         callbacks: list | None = None,
         isolate_process: bool = False,
+        facade: bool = True,
     ) -> None:
         self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
         self.output_fields = output_fields
@@ -123,6 +116,7 @@ class EryxInterpreter:
         self.limits = SandboxLimits(step_timeout_s=step_timeout, memory_bytes=max_memory_mb * 2**20)
         self.max_output_chars = max_output_chars
         self.isolate_process = isolate_process  # the guest in a worker process: see IsolatedSandbox
+        self.facade = facade
         if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
             self.execution_instructions = _describe(step_timeout, max_memory_mb)
         self._lock = threading.RLock()
@@ -132,6 +126,8 @@ class EryxInterpreter:
         self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
         self._bound_tools: set[str] = set()  # names with a guest function
         self._bound_outputs: list[str] = []
+        self._shim: str | None = None  # the facade's variables, once the shim ran: run again after a restart
+        self._shim_lost = False
 
     @classmethod
     def factory(cls, **options: Any) -> Callable[[], EryxInterpreter]:
@@ -185,24 +181,29 @@ class EryxInterpreter:
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         with self._lock:
             self._check_open()
-            if code == SHIM_SETUP:
-                raise CodeExecutionError(_FACADE_UNAVAILABLE)
-            changed = self._changed(variables or {})
+            if code == SHIM_SETUP and not self.facade:
+                raise CodeExecutionError(_FACADE_OFF)
+            variables, assignments = facade_variables(variables or {})
+            changed = self._changed(variables)
             values = {name: loadable(name, value) for name, value in changed.items()}  # fails before a start
             if self._sandbox is None:
                 self.start()  # as DSPy's lazy start: with its on_interpreter_startup_* callbacks
-            else:
-                self._bind()
+            self._bind()
             self._inject(values)
             self._mounted.update(changed)
             token = _EXECUTING.set(self)
             try:
-                result = self._sandbox.run(_with_echo(code))
+                if assignments:
+                    self._setup_step(assignments)
+                if code == SHIM_SETUP:
+                    self._shim = assignments  # run again, with the shim, after a restart
+                result = self._sandbox.run(with_echo(code))
             finally:
                 _EXECUTING.reset(token)
             if result.restarted:  # guest functions defined by later bind steps are gone
                 self._bound_tools = set(self._initial_tools)
                 self._bound_outputs = []
+                self._shim_lost = self._shim is not None
         return _outcome(result)
 
     def _changed(self, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,7 +235,7 @@ class EryxInterpreter:
             raise CodeInterpreterError(f"Could not load variables {sorted(values)} into the sandbox: {exc}") from exc
 
     def _build(self) -> CodeSandbox:
-        names = self._tool_names()
+        names = [name for name in self._tool_names() if not is_facade_tool(name)]  # those: bound by _bind
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}
         functions[_DISPATCH] = functools.partial(_dispatch, ref)
@@ -244,8 +245,9 @@ class EryxInterpreter:
                 {},
                 functions,
                 limits=self.limits,
-                setup_code=termination_code(outputs) + _ECHO,
+                setup_code=termination_code(outputs) + echo_setup(),
                 max_output_chars=self.max_output_chars,
+                sync_calls=self.facade,
             )
         except (SandboxError, ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not start the eryx sandbox: {exc}") from exc
@@ -259,23 +261,32 @@ class EryxInterpreter:
         code = []
         new = [name for name in self._tool_names() if name not in self._bound_tools]
         for name in new:
+            if is_facade_tool(name):
+                code.append(sync_tool_code(name, _DISPATCH))  # DSPy's shim calls them without await
+                continue
             if not is_identifier(name) or name.startswith("__"):
                 raise CodeInterpreterError(f"Invalid tool name: {name!r}")
             code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
         outputs = self._output_names()
         if outputs != self._bound_outputs:
             code.append(f"_RLM_OUTPUTS[:] = {outputs!r}")
-        if not code:
-            return
-        result = self._sandbox.run("\n".join(code))
-        if result.error:
-            raise CodeInterpreterError(f"Could not register tools or outputs in the sandbox: {result.error}")
+        if code:
+            self._setup_step("\n".join(code))
         self._bound_tools.update(new)
         self._bound_outputs = outputs
+        if self._shim_lost:  # a restart dropped the facade: install it again, as it was
+            self._shim_lost = False
+            self._setup_step(f"{self._shim}\n{SHIM_SETUP}")
+
+    def _setup_step(self, code: str) -> None:
+        result = self._sandbox.run(code)
+        if result.error:
+            raise CodeInterpreterError(f"Could not register tools or outputs in the sandbox: {result.error}")
 
     def _tool_names(self) -> list[str]:
-        # The facade's own tools (`__dspy_*`) are never exposed: see _FACADE_UNAVAILABLE.
-        return [name for name in self.tools if not is_reserved_sandbox_name(name)]
+        # Of the reserved names (`__dspy_*`), only the facade's two tools are exposed, and only with it on.
+        return [name for name in self.tools
+                if not is_reserved_sandbox_name(name) or (self.facade and is_facade_tool(name))]
 
     def _output_names(self) -> list[str]:
         fields = self.output_fields or [{"name": "output"}]
@@ -288,7 +299,7 @@ class EryxInterpreter:
         """Call a registered tool (on a sandbox worker thread) and return its raw result; async
         tools are run to completion. The code gets the result converted as DSPy converts it."""
         tool = self.tools.get(tool_name)
-        if tool is None or is_reserved_sandbox_name(tool_name):
+        if tool is None or tool_name not in self._tool_names():
             raise CodeInterpreterError(f"Unknown tool: {tool_name}")
         return run_awaitable(tool(*_POSITIONAL.get(), **kwargs))
 
@@ -335,7 +346,8 @@ def _outcome(result: StepResult) -> Any:
     """The output as printed (trailing newline kept, as DSPy's), then stderr, the error and notes."""
     if result.submitted:
         return FinalOutput(result.submission)
-    text = result.stdout if result.stdout and result.stdout.strip() else ""
+    stdout = step_output(result.stdout or "")
+    text = stdout if stdout.strip() else ""
     for part in (result.stderr, result.error, *(f"[{note}]" for note in result.notes)):
         if part and part.strip():
             text += ("" if not text or text.endswith("\n") else "\n") + part
@@ -344,31 +356,3 @@ def _outcome(result: StepResult) -> Any:
     if result.error:
         raise CodeExecutionError(text)
     return text or None
-
-
-def _with_echo(code: str) -> str:
-    """Print the value of a last-line expression, as a REPL does: `x` becomes
-    `_rlm_echo((x))` in place (same lines)."""
-    if not code.strip():
-        return code
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError):
-        return code  # the sandbox reports it
-    last = tree.body[-1] if tree.body else None
-    if not isinstance(last, ast.Expr):
-        return code
-    value = last.value
-    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("print", "SUBMIT"):
-        return code
-    lines = _LINES.split(code)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
-
-    def offset(lineno: int, col: int) -> int:
-        line = lines[lineno - 1]
-        return starts[lineno - 1] + (col if line.isascii() else len(line.encode()[:col].decode(errors="ignore")))
-
-    begin, end = offset(value.lineno, value.col_offset), offset(value.end_lineno, value.end_col_offset)
-    return f"{code[:begin]}_rlm_echo(({code[begin:end]})){code[end:]}"

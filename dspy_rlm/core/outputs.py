@@ -12,7 +12,7 @@ import ast
 import enum
 import json
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 import pydantic
 from dspy.adapters.utils import parse_value
@@ -154,3 +154,17 @@ def _short(value: Any, limit: int = 80) -> str:
 def _first_line(exc: Exception) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return " ".join(lines[:3])[:300] if lines else type(exc).__name__
+
+
+def validated(outputs: dict[str, Any], validate: Callable[[dict[str, Any]], str | None] | None) -> dict[str, Any]:
+    """`outputs` if the host's `validate` accepts them (or there is none); else an `OutputError` with its
+    message, which the model is shown as it is shown a type error."""
+    if validate is None:
+        return outputs
+    try:
+        problem = validate(dict(outputs))
+    except Exception as error:  # a validator that fails is the program's bug: say so, don't end the call
+        problem = f"the validator failed on this submission ({type(error).__name__}: {error})"
+    if problem:
+        raise OutputError(f"Your submission was not accepted: {problem}. Fix it and SUBMIT again.")
+    return outputs

@@ -10,29 +10,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Awaitable, Callable, Literal
+from typing import TYPE_CHECKING, Any, Awaitable, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 from dspy.utils.logging_utils import configure_dspy_loggers
 
-from dspy_rlm.core.budget import CallBudget, UsageLedger
+from dspy_rlm.core.approval import ApprovalLog, gated, needs_approval
+from dspy_rlm.core.budget import BudgetShare, CallBudget
+from dspy_rlm.core.compaction import HistoryCompactor
 from dspy_rlm.core.config import RunConfig
-from dspy_rlm.core.events import named_predictor, step_event
-from dspy_rlm.core.limits import Deadline, submit_daemon
-from dspy_rlm.core.local_models import token_cap_config
-from dspy_rlm.core.outputs import parse_submission, termination_code
+from dspy_rlm.core.events import step_event
+from dspy_rlm.core.limits import Deadline
+from dspy_rlm.core.model_calls import DeadlineReached, ModelCalls
+from dspy_rlm.core.outputs import parse_submission, termination_code, validated
+from dspy_rlm.core.recursion import Recursion
 from dspy_rlm.core.secrets import error_text, guarded, remember_lms, scrub, scrubbed
-from dspy_rlm.core.streaming import on_stream_thread, reach_stream
+from dspy_rlm.core.streaming import reach_stream
+from dspy_rlm.core.solver import library_section, library_setup, try_solver
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
-from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_history, format_iteration, format_variables
+from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_iteration, format_variables
+from dspy_rlm.core.tree import RunTree
 from dspy_rlm.errors import (
     CodeProblem, InputsNotLoaded, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError,
 )
 from dspy_rlm.observability.tracing import fenced, set_outputs, span
 from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
+
+if TYPE_CHECKING:
+    from dspy_rlm.core.sessions import RLMSession
+
+__all__ = ["DeadlineReached", "EXTRACTED", "RLMRun"]
 
 logger = logging.getLogger("dspy_rlm")
 # `verbose=True` prints through a logger set up as DSPy sets up its own (INFO, to stderr, silenced by
@@ -45,53 +54,76 @@ EXTRACTED = "Extract forced final output"
 _EXTRACTABLE = {"iterations", "sub_calls", "consecutive_errors"}
 
 
-class DeadlineReached(Exception):
-    """The call's wall-clock deadline passed while waiting on the model."""
-
-
 class RLMRun:
     """One call of an `RLM`: opens a sandbox, generates and executes steps, builds the result."""
 
-    def __init__(self, config: RunConfig, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, config: RunConfig, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None, *,
+                 tree: RunTree | None = None, depth: int = 1, deadline: Deadline | None = None,
+                 budget: CallBudget | BudgetShare | None = None, session: RLMSession | None = None):
+        """A root run makes its `tree`; a child (`core/recursion.py`) is given its parent's, its depth, and a
+        deadline cut to its parent's step and its share of the budget; a session's run (`core/sessions.py`) uses the session's sandbox."""
         self.config = config
-        self.inputs = inputs
+        self.inputs = session.variables(inputs) if session is not None else inputs
         self.loop = loop
         self.limits = config.limits
-        self.deadline = Deadline(self.limits.max_time)
-        self.budget = CallBudget(config.max_llm_calls)
-        self.ledger = UsageLedger()
+        self.tree = tree or RunTree.for_call(max_depth=config.max_depth, max_llm_calls=config.max_llm_calls,
+                                             max_time=self.limits.max_time, max_live_sandboxes=config.max_live_sandboxes)
+        self.depth, self.session = depth, session
+        self.deadline = deadline or self.tree.deadline
+        self.ledger = self.tree.ledger
+        self.budget = budget or self.tree.budget  # a child's is its share of its parent's
+        self.models = ModelCalls(config, self.tree, self.budget, self.deadline, depth, loop)
         self.sub_queries = SubQueries(
             config.sub_query, config.sub_lm, self.budget, self.ledger,
             max_prompt_chars=config.max_prompt_chars, max_concurrency=config.max_concurrency,
             loop=loop, deadline=self.deadline, usage_limit=self._usage_limit_message,
+            sub_lms=config.sub_lms, depth=depth,
         )
-        remember_lms(dspy.settings.lm, config.sub_lm, config.generate_code.lm, config.sub_query.lm, config.extract.lm)
+        self.recursion = Recursion(self, make_run=type(self))
+        self.history = HistoryCompactor(config.compaction, _task_text(config.signature))
+        remember_lms(dspy.settings.lm, config.sub_lm, config.generate_code.lm, config.sub_query.lm, config.extract.lm,
+                     *config.sub_lms.values())
         self.steps: list[Step] = []
         self.sandbox: CodeSandbox | None = None
         self.best_answer: dict | None = None
-        self.consecutive_errors = 0
+        self.solver: dict[str, Any] | None = None  # set by try_solver (core/solver.py)
+        self.approvals = ApprovalLog()  # decisions on side-effect tool calls, taken by each step
 
     # -- lifecycle ---------------------------------------------------------
 
     def open(self) -> None:
         functions = dict(self.sub_queries.functions())
+        if self.config.max_depth > 1:
+            functions.update(self.recursion.functions())
         for name, tool in self.config.tools.items():
             functions[name] = tool_function(tool, self._run_coroutine)
+            if needs_approval(tool):  # a side-effect tool: each call asks the approval policy first
+                functions[name] = gated(name, functions[name], self.config.approve, self.approvals)
         functions = {name: guarded(function) for name, function in functions.items()}  # no key in guest errors
         functions = reach_stream(functions, self.loop)  # under dspy.streamify: callbacks reach the stream
+        functions, library_code = library_setup(self.config.library, functions)  # the code library, if any
         factory = self.config.sandbox_factory
+
+        def build(inputs: Any, functions: Any) -> CodeSandbox:
+            return factory(inputs, functions, limits=self.config.sandbox_limits,
+                           setup_code=termination_code(self.config.output_names) + library_code,
+                           max_output_chars=self.config.max_output_chars)
+
         try:
-            sandbox = factory(self.inputs, functions, limits=self.config.sandbox_limits,
-                              setup_code=termination_code(self.config.output_names),
-                              max_output_chars=self.config.max_output_chars)
+            sandbox = build(self.inputs, functions) if self.session is None else \
+                self.session.attach(self.inputs, functions, build)
         except InputsNotLoaded:  # inputs it cannot load: the caller's to fix
             raise
         except SandboxError as error:
             raise SandboxCrash(f"the sandbox could not start: {error}", **self._details()) from error
         self.sandbox = check_sandbox(sandbox, factory)
 
+    def try_solver(self) -> dict[str, Any] | None:
+        """The library solver's validated outputs, or None to run the loop (see `core/solver.py`)."""
+        return try_solver(self)
+
     def close(self) -> None:
-        if self.sandbox is not None:
+        if self.sandbox is not None and self.session is None:  # a session's sandbox outlives its calls
             self.sandbox.close()
 
     def __enter__(self) -> RLMRun:
@@ -106,8 +138,8 @@ class RLMRun:
     def generate(self, iteration: int) -> dspy.Prediction | None:
         """Ask `generate_code` for the next step; None if its answer was unusable."""
         try:
-            with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
-                return self._bounded(self.config.generate_code, **self.code_inputs(iteration), **_capped(self.config.generate_code))
+            self.compact_history()
+            return self.models.call("generate_code", **self.code_inputs(iteration))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -116,9 +148,8 @@ class RLMRun:
 
     async def agenerate(self, iteration: int) -> dspy.Prediction | None:
         try:
-            with self.ledger.track("root"), named_predictor(self.config.generate_code, "generate_code"):
-                return await self._abounded(self.config.generate_code.acall(**self.code_inputs(iteration),
-                                                                              **_capped(self.config.generate_code)))
+            await self.acompact_history()
+            return await self.models.acall("generate_code", **self.code_inputs(iteration))
         except (AdapterParseError, DeadlineReached) as problem:
             self._generation_failed(iteration, problem)
             return None
@@ -129,7 +160,7 @@ class RLMRun:
         """The inputs of `generate_code` for this iteration."""
         return {
             "variables_info": self.variables_info(),
-            "repl_history": format_history(self.steps, self.config.max_output_chars),
+            "repl_history": self.history.text(self.steps, self.config.max_output_chars),
             "iteration": format_iteration(iteration, self.config.max_iters, self.budget.remaining,
                                           max_prompt_chars=self.config.max_prompt_chars,
                                           max_output_chars=self.config.max_output_chars),
@@ -137,7 +168,8 @@ class RLMRun:
 
     def variables_info(self) -> str:
         created = self.sandbox.variables if self.sandbox is not None else []
-        return format_variables(self.inputs, self.config.input_descriptions(), created)
+        return format_variables(self.inputs, self.config.input_descriptions(), created,
+                                library_section(self.config.library))
 
     # -- the sandbox -------------------------------------------------------
 
@@ -147,7 +179,7 @@ class RLMRun:
         Callbacks see the step as `on_interpreter_execute_start/end` (see `core/events.py`)."""
         if action is None:
             return None
-        with step_event(self.sandbox, iteration, action.reasoning or "", _step_code(action.code)) as event:
+        with step_event(self.sandbox, iteration, action.reasoning or "", _step_code(action.code), self.depth) as event:
             outputs = self._execute(iteration, action)
             event.outputs = self.steps[-1].model_dump()
         return outputs
@@ -159,7 +191,7 @@ class RLMRun:
             return {"submitted": submitted}
         return {"reasoning": step.reasoning, "code": fenced(step.code, "python"), "output": fenced(step.output),
                 "error": step.error, "seconds": step.seconds, "sub_queries": len(step.sub_queries),
-                "submitted": submitted}
+                **({"children": len(step.children)} if step.children else {}), "submitted": submitted}
 
     def _execute(self, iteration: int, action: dspy.Prediction) -> dict[str, Any] | None:
         started = time.perf_counter()
@@ -179,7 +211,8 @@ class RLMRun:
         if result.submitted:
             self.best_answer = result.submission if isinstance(result.submission, dict) else self.best_answer
             try:
-                outputs = parse_submission(result.submission, self.config.signature.output_fields)
+                outputs = validated(parse_submission(result.submission, self.config.signature.output_fields),
+                                    self.config.validate)
             except OutputError as problem:
                 output, error = (f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)), "output"
         self._record(iteration, action.reasoning, code, output, error, started)
@@ -210,7 +243,7 @@ class RLMRun:
         spent = self.usage_limit_reached()
         if spent is not None:
             return spent
-        if limits.max_consecutive_errors is not None and self.consecutive_errors >= limits.max_consecutive_errors:
+        if limits.max_consecutive_errors is not None and self.tree.errors.count >= limits.max_consecutive_errors:
             return "consecutive_errors"
         if self.budget.refusals >= 2:  # the model was told once, and asked again
             return "sub_calls"
@@ -241,8 +274,7 @@ class RLMRun:
         limit = self._ending_limit()
         if self._wants_extract(limit):
             try:
-                with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
-                    extracted = self._bounded(self.config.extract, **self._extract_inputs(), **_capped(self.config.extract))
+                extracted = self.models.call("extract", **self._extract_inputs())
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -252,9 +284,7 @@ class RLMRun:
         limit = self._ending_limit()
         if self._wants_extract(limit):
             try:
-                with self.ledger.track("root"), named_predictor(self.config.extract, "extract"):
-                    extracted = await self._abounded(self.config.extract.acall(**self._extract_inputs(),
-                                                                                **_capped(self.config.extract)))
+                extracted = await self.models.acall("extract", **self._extract_inputs())
             except (DeadlineReached, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
@@ -268,6 +298,8 @@ class RLMRun:
 
     def prediction(self, outputs: dict[str, Any], final_reasoning: str, limit: str | None = None) -> dspy.Prediction:
         extra = {"limit": limit} if limit is not None else {}
+        if self.solver is not None:  # the library solver's record: used, or why not
+            extra["solver"] = self.solver
         return dspy.Prediction(**outputs, trajectory=self.trajectory(), final_reasoning=final_reasoning,
                                usage=self.ledger.summary(), **extra)
 
@@ -295,31 +327,16 @@ class RLMRun:
 
     def _extract_inputs(self) -> dict[str, str]:
         return {"variables_info": self.variables_info(),
-                "repl_history": format_history(self.steps, self.config.max_output_chars)}
+                "repl_history": self.history.text(self.steps, self.config.max_output_chars)}
 
     # -- helpers -----------------------------------------------------------
 
-    def _bounded(self, predictor: Callable[..., Any], **inputs: Any) -> Any:
-        """Call a predictor, giving up (not hanging) when the deadline passes."""
-        left = self.deadline.remaining()
-        if self.loop is not None:  # a streamed call: DSPy sends its chunks from anyio's threads only
-            try:
-                return on_stream_thread(self.loop, predictor, timeout_s=left, **inputs)
-            except TimeoutError:
-                raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
-        if left is None:
-            return predictor(**inputs)
-        future = submit_daemon(predictor, **inputs)
-        try:
-            return future.result(timeout=left)
-        except FutureTimeout:
-            raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+    def compact_history(self) -> None:
+        """Summarize older steps if the history has outgrown its share of the window (`core/compaction.py`)."""
+        self.history.compact(self.models, self.sandbox, self.steps, self.config.max_output_chars)
 
-    async def _abounded(self, awaitable: Awaitable[Any]) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, timeout=self.deadline.remaining())
-        except asyncio.TimeoutError:
-            raise DeadlineReached(f"the call's {self.deadline.seconds:g} s deadline passed") from None
+    async def acompact_history(self) -> None:
+        await self.history.acompact(self.models, self.sandbox, self.steps, self.config.max_output_chars)
 
     def _generation_failed(self, iteration: int, problem: Exception) -> None:
         if isinstance(problem, DeadlineReached):
@@ -334,9 +351,10 @@ class RLMRun:
         step = Step(
             iteration=iteration, reasoning=reasoning or "", code=code, output=scrub(output), error=error,
             seconds=round(time.perf_counter() - started, 4), sub_queries=self.sub_queries.take_records(),
+            children=self.recursion.take_records(), approvals=self.approvals.take(),
         )
         self.steps.append(step)
-        self.consecutive_errors = self.consecutive_errors + 1 if error else 0
+        self.tree.errors.record(failed=error is not None)
         if self.config.verbose:
             step_logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds,
                              step.code, step.output)  # as kept: bounded (and scrubbed)
@@ -353,7 +371,7 @@ def _step_code(text: str | None) -> str:
         return text or ""
 
 
-def _capped(predictor: Any) -> dict[str, Any]:
-    """The per-call `config` that makes a local endpoint honour the model's token cap (see core/local_models)."""
-    config = token_cap_config(predictor.lm or dspy.settings.lm)
-    return {"config": config} if config else {}
+def _task_text(task: type[dspy.Signature]) -> str:
+    """The task as the compaction predictor is told it: its fields and instructions."""
+    fields = f"{', '.join(task.input_fields)} -> {', '.join(task.output_fields)}"
+    return f"{fields}. {task.instructions}" if task.instructions else fields

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator
 
 import dspy
@@ -23,7 +24,7 @@ from dspy_rlm.core.local_models import token_cap_config
 from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.lm_errors import is_configuration_error
 from dspy_rlm.core.secrets import error_text
-from dspy_rlm.core.transcript import SubQueryRecord
+from dspy_rlm.core.records import SubQueryRecord
 from dspy_rlm.sandbox.hostcalls import bounded as host_call_bounded
 from dspy_rlm.core.events import batch_event, named_predictor, sub_query_event
 
@@ -46,6 +47,8 @@ class SubQueries:
         loop: asyncio.AbstractEventLoop | None = None,
         deadline: Deadline | None = None,
         usage_limit: Callable[[], str | None] = lambda: None,
+        sub_lms: Mapping[str, Any] | None = None,
+        depth: int = 1,
     ):
         self.predictor = predictor
         self.lm = lm
@@ -56,6 +59,8 @@ class SubQueries:
         self.loop = loop
         self.deadline = deadline or Deadline(None)
         self.usage_limit = usage_limit  # why no more sub-model calls may start, or None
+        self.sub_lms = dict(sub_lms or {})  # named sub-models: llm_query(prompt, model=name)
+        self.depth = depth  # of the run these calls belong to, for the usage ledger
         self._records: list[SubQueryRecord] = []
         self.unusable: Exception | None = None  # the first error saying the sub-model is misconfigured
         self._lock = threading.Lock()
@@ -70,36 +75,38 @@ class SubQueries:
             records, self._records = self._records, []
         return records
 
-    def query(self, prompt: str) -> str:
-        """Ask the sub-model one prompt."""
+    def query(self, prompt: str, model: str | None = None) -> str:
+        """Ask the sub-model (or the named one of `sub_lms`) one prompt."""
         self._check_prompt(prompt, "llm_query")
+        self._check_model(model, "llm_query")
         self.budget.reserve(1)
-        return self._ask(prompt)
+        return self._ask(prompt, model)
 
-    def batched(self, prompts: list[str]) -> list[str]:
+    def batched(self, prompts: list[str], model: str | None = None) -> list[str]:
         """Ask many prompts concurrently; a failed slot holds an "[ERROR] ..." string."""
         if not isinstance(prompts, list):
             raise TypeError(f"llm_query_batched expects a list of strings, got {type(prompts).__name__}")
         for index, prompt in enumerate(prompts):
             self._check_prompt(prompt, f"llm_query_batched prompt #{index}")
+        self._check_model(model, "llm_query_batched")
         if not prompts:
             return []
         self.budget.reserve(len(prompts))
         with batch_event(prompts) as event:  # callbacks see the batch; MLflow's makes its span
             if self.loop is not None:
-                future = asyncio.run_coroutine_threadsafe(self._abatched(prompts), self.loop)
+                future = asyncio.run_coroutine_threadsafe(self._abatched(prompts, model), self.loop)
                 answers = self._wait(future)
             else:
-                answers = self._threaded_batch(prompts)
+                answers = self._threaded_batch(prompts, model)
             event.outputs = answers
         return answers
 
-    def _threaded_batch(self, prompts: list[str]) -> list[str]:
+    def _threaded_batch(self, prompts: list[str], model: str | None) -> list[str]:
         # A daemon thread per slot (the budget caps how many), at most max_concurrency at work: slots a
         # deadline abandons must not hold up process exit, as a ThreadPoolExecutor's workers would.
         # Each slot runs in a copy of this context, so its spans nest under this batch.
         gate = threading.Semaphore(self.max_concurrency)
-        futures = [submit_daemon(self._ask_slot, p, name=_SLOT, gate=gate) for p in prompts]
+        futures = [submit_daemon(self._ask_slot, p, model, name=_SLOT, gate=gate) for p in prompts]
         return [self._slot_result(future) for future in futures]
 
     def _slot_result(self, future: Any) -> str:
@@ -108,11 +115,11 @@ class SubQueries:
         except TimeoutError as exc:
             return slot_error(exc)
 
-    def _ask_slot(self, prompt: str) -> str:
+    def _ask_slot(self, prompt: str, model: str | None) -> str:
         if self.deadline.passed:  # a slot that got its turn too late
             return slot_error(TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed"))
         try:
-            return self._ask_now(prompt)  # the batch already bounds each slot by the deadline
+            return self._ask_now(prompt, model)  # the batch already bounds each slot by the deadline
         except Exception as exc:
             return slot_error(exc)
 
@@ -127,20 +134,20 @@ class SubQueries:
                 raise TimeoutError(f"the call's {self.deadline.seconds:g} s deadline passed") from None
             raise TimeoutError("the step's time ran out, and the sub-query was abandoned") from None
 
-    def _ask(self, prompt: str) -> str:
+    def _ask(self, prompt: str, model: str | None = None) -> str:
         if self.loop is not None:
-            return self._wait(asyncio.run_coroutine_threadsafe(self._aask(prompt), self.loop))
+            return self._wait(asyncio.run_coroutine_threadsafe(self._aask(prompt, model), self.loop))
         if self.deadline.ends is None:
-            return self._ask_now(prompt)
-        return self._wait(submit_daemon(self._ask_now, prompt, name=_SLOT))
+            return self._ask_now(prompt, model)
+        return self._wait(submit_daemon(self._ask_now, prompt, model, name=_SLOT))
 
-    def _ask_now(self, prompt: str) -> str:
-        with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
+    def _ask_now(self, prompt: str, model: str | None = None) -> str:
+        with self._recorded(prompt, model) as answer, named_predictor(self.predictor, "sub_query"):
             answer.append(self.predictor(prompt=prompt, **self._call_config()).response)
         return answer[0]
 
-    async def _aask(self, prompt: str) -> str:
-        with self._recorded(prompt) as answer, named_predictor(self.predictor, "sub_query"):
+    async def _aask(self, prompt: str, model: str | None = None) -> str:
+        with self._recorded(prompt, model) as answer, named_predictor(self.predictor, "sub_query"):
             answer.append((await self.predictor.acall(prompt=prompt, **self._call_config())).response)
         return answer[0]
 
@@ -150,7 +157,7 @@ class SubQueries:
         return {"config": config} if config else {}
 
     @contextlib.contextmanager
-    def _recorded(self, prompt: str) -> Iterator[list[str]]:
+    def _recorded(self, prompt: str, model: str | None = None) -> Iterator[list[str]]:
         """Span, usage, LM override and trajectory record around one sub-model call."""
         # Checked per call, so a step's sub-queries stop at the token or cost limit, not after the
         # step; calls already in flight (a batch) may still finish over it.
@@ -161,7 +168,8 @@ class SubQueries:
             raise RuntimeError(f"the sub-model cannot be used: {error_text(self.unusable)}")
         started, answer, error = time.perf_counter(), [], None
         try:
-            with sub_query_event(prompt) as event, self.ledger.track("sub"), self._lm_context():
+            with (sub_query_event(prompt) as event, self.ledger.track("sub", self.depth, model),
+                  self._lm_context(model)):
                 yield answer
                 event.outputs = answer[0] if answer else None
         except Exception as exc:
@@ -170,22 +178,33 @@ class SubQueries:
                 self.unusable = exc
             raise
         finally:
-            self._record(prompt, answer[0] if answer else "", started, error)
+            self._record(prompt, answer[0] if answer else "", started, error, model)
 
-    async def _abatched(self, prompts: list[str]) -> list[str]:
+    async def _abatched(self, prompts: list[str], model: str | None) -> list[str]:
         gate = asyncio.Semaphore(self.max_concurrency)
 
         async def slot(prompt: str) -> str:
             async with gate:
                 try:
-                    return await self._aask(prompt)
+                    return await self._aask(prompt, model)
                 except Exception as exc:
                     return slot_error(exc)
 
         return list(await asyncio.gather(*(slot(p) for p in prompts)))
 
-    def _lm_context(self) -> contextlib.AbstractContextManager:
-        return dspy.context(lm=self.lm) if self.lm is not None else contextlib.nullcontext()
+    def _lm_context(self, model: str | None) -> contextlib.AbstractContextManager:
+        lm = self.sub_lms[model] if model is not None else self.lm
+        return dspy.context(lm=lm) if lm is not None else contextlib.nullcontext()
+
+    def _check_model(self, model: Any, where: str) -> None:
+        """A `model=` that names one of `sub_lms` (or None, the default sub-model)."""
+        if model is None or (isinstance(model, str) and model in self.sub_lms):
+            return
+        if not self.sub_lms:
+            raise ValueError(f"{where}(..., model={model!r}): this RLM has no named sub-models; call {where} "
+                             "without model=, or build the RLM with sub_lms={'name': dspy.LM(...)}")
+        raise ValueError(f"{where}(..., model={model!r}): unknown sub-model; this RLM's sub-models are "
+                         f"{', '.join(repr(name) for name in sorted(self.sub_lms))}")
 
     def _check_prompt(self, prompt: Any, where: str) -> None:
         if not isinstance(prompt, str):
@@ -205,12 +224,13 @@ class SubQueries:
                 "which is not valid Unicode; repair it first: text.encode('utf-8', 'replace').decode('utf-8')"
             ) from None
 
-    def _record(self, prompt: str, response: str, started: float, error: str | None) -> None:
+    def _record(self, prompt: str, response: str, started: float, error: str | None, model: str | None) -> None:
         record = SubQueryRecord(
             prompt_chars=len(prompt),
             response_chars=len(response or ""),
             seconds=round(time.perf_counter() - started, 4),
             error=error,
+            model=model,
         )
         with self._lock:
             self._records.append(record)

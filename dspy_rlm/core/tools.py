@@ -16,9 +16,12 @@ from dspy_rlm.core.outputs import TERMINATION_NAMES
 from dspy_rlm.sandbox import is_identifier
 
 SUB_QUERY_NAMES = ("llm_query", "llm_query_batched", "llm_batch")
+RECURSION_NAMES = ("rlm_query", "rlm_query_batched")  # child runs (core/recursion.py)
+RUN_VARIABLES = ("full_history", "session_history")  # set by compaction and by sessions
 # Names the sandbox itself defines, or that guest code relies on being the stdlib's.
 RESERVED_NAMES = frozenset(
-    {*SUB_QUERY_NAMES, *TERMINATION_NAMES, "print", "invoke", "list_callbacks", "asyncio", "json", "re", "os", "sys"}
+    {*SUB_QUERY_NAMES, *RECURSION_NAMES, *RUN_VARIABLES, *TERMINATION_NAMES, "print", "invoke", "list_callbacks",
+     "asyncio", "json", "re", "os", "sys"}
 )
 RESERVED_RESULT_NAMES = frozenset({"trajectory", "final_reasoning", "usage"})
 
@@ -50,6 +53,22 @@ def normalize_tools(tools: list[Callable | Tool] | None) -> dict[str, Tool]:
             raise ValueError(f"Duplicate tool name {name!r}; give each tool its own name")
         normalized[name] = tool
     return normalized
+
+
+RECURSION_DOCS = """
+- `rlm_query(prompt, context=None) -> str`: hand a sub-task to a child run with its own REPL, where `prompt` and `context` are variables; it writes code like you and returns its answer. Use it for a part that needs its own search (one document of many); use `llm_query` for a question a model answers by reading.
+- `rlm_query_batched(prompts, contexts=None) -> list[str]`: many child runs at once; a failed one's slot holds "[ERROR] ..."."""
+SUB_MODEL_DOCS = """
+- `llm_query(prompt, model=name)` and `llm_query_batched(prompts, model=name)` ask a named sub-model: {names}."""
+
+
+def function_docs(tools: dict[str, Tool], *, recursion: bool = False, sub_models: list[str] | tuple = ()) -> str:
+    """What the code-generation instructions add to the sandbox's functions: child runs (`max_depth >= 2`),
+    named sub-models (`sub_lms`), and the user's tools."""
+    docs = RECURSION_DOCS if recursion else ""
+    if sub_models:
+        docs += SUB_MODEL_DOCS.format(names=", ".join(f'"{name}"' for name in sorted(sub_models)))
+    return docs + tool_docs(tools)
 
 
 def tool_docs(tools: dict[str, Tool]) -> str:

@@ -27,13 +27,14 @@ import pydantic
 from dspy_rlm import settings
 from dspy_rlm.core.bounds import CUT as _CUT, CUT_PREFIX as _CUT_PREFIX, CUT_SUFFIX as _CUT_SUFFIX
 from dspy_rlm.core.bounds import NUMBER as _NUMBER, cut_name, recut
+from dspy_rlm.core.records import RECORD_ERROR_CHARS, ChildRecord, SubQueryRecord  # noqa: F401  (re-exported)
 from dspy_rlm.errors import CodeProblem
+from dspy_rlm.library import INDEX_HEADING
 from dspy_rlm.sandbox import ErrorKind, TextFile, truncate_middle
 
 PREVIEW_CHARS = 300
 MAX_LISTED_VARIABLES = 100  # names of the model's own variables shown in variables_info
 DESCRIPTION_CHARS = 1_000  # of an input's description in variables_info
-RECORD_ERROR_CHARS = 1_000  # of a sub-query's error kept in its record
 _KEPT_TEXTS = ("reasoning", "code", "output")  # a Step's texts, each kept up to settings.TRAJECTORY_TEXT_CHARS
 _PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -96,20 +97,6 @@ StepErrorKind = ErrorKind | Literal["no_code", "generation", "output"]
 could not be parsed or came too late (`generation`), a submission that did not fit (`output`)."""
 
 
-class SubQueryRecord(pydantic.BaseModel):
-    """One `llm_query` (or one slot of `llm_query_batched`) made during a step."""
-
-    prompt_chars: int
-    response_chars: int
-    seconds: float
-    error: str | None = None
-
-    @pydantic.field_validator("error")
-    @classmethod
-    def _bounded(cls, error: str | None) -> str | None:
-        return truncate_middle(error, RECORD_ERROR_CHARS) if error else error
-
-
 class Step(pydantic.BaseModel):
     """One REPL iteration, as kept in the trajectory; it writes its own `repl_history` block."""
 
@@ -120,6 +107,8 @@ class Step(pydantic.BaseModel):
     error: StepErrorKind | None = None
     seconds: float = 0.0
     sub_queries: list[SubQueryRecord] = pydantic.Field(default_factory=list)
+    children: list[ChildRecord] = pydantic.Field(default_factory=list)  # child runs (rlm_query), in order
+    approvals: list[dict[str, Any]] = pydantic.Field(default_factory=list)  # side-effect tool decisions
     _full_chars: dict[str, int] = pydantic.PrivateAttr(default_factory=dict)  # of the texts cut on the way in
 
     @pydantic.model_validator(mode="wrap")
@@ -230,8 +219,10 @@ def _head_tail(text: str, limit: int) -> str:
     return f"{text[:half]} ... {text[-half:]}"
 
 
-def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[str] | None = None) -> str:
-    """The `variables_info` text: every input, plus names the model created earlier (each cut by `cut_name`)."""
+def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[str] | None = None,
+                     library: str = "") -> str:
+    """The `variables_info` text: every input, plus names the model created earlier (each cut by `cut_name`),
+    then `library`, the code library's section (`CodeLibrary.prompt_section`), if any."""
     parts = [describe_value(name, value, descs.get(name, "")) for name, value in inputs.items()]
     if extra:
         # Capped in number and length: thousands of globals, or long names, must not blow up every later prompt.
@@ -239,6 +230,8 @@ def format_variables(inputs: dict[str, Any], descs: dict[str, str], extra: list[
         if len(extra) > MAX_LISTED_VARIABLES:
             listed += MORE_NAMES.format(more=len(extra) - MAX_LISTED_VARIABLES)
         parts.append(CREATED_LINE.format(names=listed))
+    if library:
+        parts.append(library)
     return ENTRY_SEPARATOR.join(parts)
 
 
@@ -259,7 +252,9 @@ def inputs_section(text: str) -> str:
     It keeps the blank line that precedes that line, so it is the same text the
     simulated model has always keyed its draws on."""
     created = _created(text)
-    return text[: created.start()] if created is not None else text
+    text = text[: created.start()] if created is not None else text
+    library = text.find(ENTRY_SEPARATOR + INDEX_HEADING)  # the library's section, last: the inputs end before it
+    return text[:library] if library >= 0 else text
 
 
 def _created(text: str) -> re.Match[str] | None:

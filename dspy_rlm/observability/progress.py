@@ -42,6 +42,7 @@ class RLMProgress(BaseCallback):
         self.output_lines = output_lines
         self.steps = 0
         self.sub_queries = 0
+        self.children = 0  # child runs (rlm_query, max_depth >= 2)
         self._status: Any = None
         self._lock = threading.Lock()
 
@@ -61,8 +62,10 @@ class RLMProgress(BaseCallback):
             number = self.steps
         code = (inputs.get("code") or "").strip()
         first = code.splitlines()[0] if code else "(no code)"
-        self.console.print(f"[bold]step {number}[/bold] {escape(inputs.get('reasoning') or '')}")
-        self.console.print(f"  [dim]{escape(first)} ... ({len(code.splitlines())} lines)[/dim]")
+        depth = inputs.get("depth", 1)  # a child run's step is indented by its depth
+        indent, label = "  " * (depth - 1), f" [cyan](depth {depth})[/cyan]" if depth > 1 else ""
+        self.console.print(f"{indent}[bold]step {number}[/bold]{label} {escape(inputs.get('reasoning') or '')}")
+        self.console.print(f"{indent}  [dim]{escape(first)} ... ({len(code.splitlines())} lines)[/dim]")
         self._update()
 
     def on_interpreter_execute_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
@@ -72,9 +75,13 @@ class RLMProgress(BaseCallback):
             self.show_output(outputs.get("output") or "")
 
     def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        if getattr(instance, "name", None) == "llm_query":  # one per prompt, batched slots included
+        name = getattr(instance, "name", None)
+        if name in ("llm_query", "rlm_query"):  # one per prompt or child, batched slots included
             with self._lock:
-                self.sub_queries += 1
+                if name == "llm_query":
+                    self.sub_queries += 1
+                else:
+                    self.children += 1
             self._update()
 
     def show_output(self, output: str) -> None:
@@ -88,4 +95,5 @@ class RLMProgress(BaseCallback):
 
     def _update(self) -> None:
         if self._status is not None:
-            self._status.update(f"RLM step {self.steps} · {self.sub_queries} sub-queries")
+            children = f" · {self.children} child runs" if self.children else ""
+            self._status.update(f"RLM step {self.steps} · {self.sub_queries} sub-queries{children}")

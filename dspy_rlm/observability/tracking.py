@@ -240,6 +240,7 @@ def evaluate(program: dspy.Module, devset: list[dspy.Example], metric: Any, *, n
     with mlflow.start_run(run_name=name, nested=True):
         result = evaluator(program)
         mlflow.log_metric("score", float(result.score))
+        log_library(program)
     attach_scores(recorder.pairs, metric_name)
     return result
 
@@ -269,3 +270,29 @@ def attach_scores(pairs: list[tuple[str, float]], name: str) -> int:
         except Exception:  # a missing score on one trace must not fail the evaluation
             continue
     return attached
+
+
+def log_library(program: dspy.Module, artifact_path: str = "library") -> int:
+    """Log the code library of every RLM in `program` as artifacts of the active run (the folder as
+    `CodeLibrary.write` lays it out; `<artifact_path>/<module name>/` when the RLMs hold different
+    libraries). Returns how many libraries were logged."""
+    import tempfile
+
+    import mlflow
+
+    from dspy_rlm.core.rlm import RLM
+
+    modules = [("self", program)] if isinstance(program, RLM) else []
+    modules += [(name, m) for name, m in program.named_sub_modules() if isinstance(m, RLM) and m is not program]
+    libraries = {}
+    for name, module in modules:
+        if module.library is not None:
+            libraries.setdefault(module.library.content_hash, (name, module.library))
+    for name, library in libraries.values():
+        with tempfile.TemporaryDirectory() as folder:
+            library.write(folder)
+            where = artifact_path if len(libraries) == 1 else f"{artifact_path}/{name}"
+            mlflow.log_artifacts(folder, artifact_path=where)
+            mlflow.set_tag("dspy_rlm.library_hash" if len(libraries) == 1 else f"dspy_rlm.library_hash.{name}",
+                           library.content_hash)
+    return len(libraries)

@@ -28,7 +28,7 @@ from filelock import FileLock
 from dspy_rlm.fileio import replacing
 from dspy_rlm.settings import cache_dir
 
-__all__ = ["checksum_path", "factory_path", "load_factory"]
+__all__ = ["checksum_path", "factory_loaded", "factory_path", "load_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ def load_factory() -> eryx.SandboxFactory:
             if _factory is None:
                 _factory = _load_or_build(factory_path())
     return _factory
+
+
+def factory_loaded() -> bool:
+    """Whether this process has loaded (or built) the factory already: its next sandbox starts warm."""
+    return _factory is not None
 
 
 def _build_factory() -> eryx.SandboxFactory:

@@ -12,10 +12,13 @@ submission, the variables, the async names and the names it restored.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
+from typing import Any
 
 __all__ = [
     "RESULT_VARIABLE", "INPUTS_MOUNT", "boot_code", "boot_done", "step_code", "step_filename", "set_inputs_code",
+    "well_formed",
 ]
 
 RESULT_VARIABLE = "__rlm_result__"
@@ -23,7 +26,11 @@ INPUTS_MOUNT = "/inputs"
 CALLBACK_PREFIX = "__rlm_fn_"
 
 # The guest runtime's source: run in the sandbox as module `_rlm_host` (see guest_module.py).
-GUEST_MODULE = resources.files(__package__).joinpath("guest_module.py").read_text(encoding="utf-8")
+# guest_sync.py (synchronous host calls over the bridge) is part of the same module.
+GUEST_MODULE = "\n\n".join(
+    resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    for name in ("guest_module.py", "guest_sync.py")
+)
 
 # Compiling GUEST_MODULE takes the guest ~10 ms; the bytecode it hands back on
 # the first boot in this process is reused by later boots (same guest Python).
@@ -42,20 +49,22 @@ def __rlm_boot(code):
         code = marshal.loads(code)
     exec(code, module.__dict__)
     return module
-__rlm_boot({code!r}).init({inputs!r}, {functions!r}, {limits!r})
+__rlm_boot({code!r}).init({inputs!r}, {functions!r}, {limits!r}, {bridge!r})
 del __rlm_boot
 """
 
 
 def boot_code(
-    inputs: list[tuple[str, str, str]], functions: list[str], *, max_calls: int, callback_timeout_s: float
+    inputs: list[tuple[str, str, str]], functions: list[str], *, max_calls: int, callback_timeout_s: float,
+    bridge: tuple[str, int, str] | None = None,
 ) -> str:
     """Code for a fresh guest: install `_rlm_host`, load the inputs (name, file
-    name in the inputs folder, "text" or "json") and define the function wrappers.
+    name in the inputs folder, "text" or "json"), define the function wrappers and
+    connect to the synchronous-call bridge at `bridge` (host, port, token) if given.
     Pass what its execute() returned to `boot_done`."""
     limits = {"calls": max_calls, "callback_s": callback_timeout_s}
     code = GUEST_MODULE if _bytecode is None else _bytecode
-    return _BOOT.format(code=code, inputs=inputs, functions=functions, limits=limits)
+    return _BOOT.format(code=code, inputs=inputs, functions=functions, limits=limits, bridge=bridge)
 
 
 def boot_done(result: object) -> None:
@@ -82,3 +91,21 @@ def step_code(code: str, original: str | None, filename: str, *, seal: bool = Fa
 def set_inputs_code(inputs: list[tuple[str, str, str]]) -> str:
     """The execute() snippet that loads these inputs (as for `boot_code`) into a running guest."""
     return f"__import__('_rlm_host').set_inputs({inputs!r})"
+
+
+def well_formed(report: Any) -> bool:
+    """Whether a step's report has the shape the guest runner writes. Model code can
+    replace the runner (it lives in the guest), so the host never trusts the shape."""
+    if not isinstance(report, dict):
+        return False
+    for key in ("variables", "async", "restored"):
+        if not isinstance(report.get(key), list) or not all(isinstance(v, str) for v in report[key]):
+            return False
+    if any(key in report and not isinstance(report[key], str) for key in ("error", "kind", "submission")):
+        return False
+    if "submission" in report:
+        try:
+            json.loads(report["submission"])
+        except ValueError:
+            return False
+    return True

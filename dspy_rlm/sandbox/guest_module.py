@@ -159,22 +159,27 @@ def _check_depth(value, name):
             stack.extend((v, depth + 1) for v in item.values())
 
 
+def _encode_call(name, args, kwargs):
+    # Arguments and reply travel as JSON text: eryx's own conversion would
+    # sort dict keys and turn big ints into floats.
+    _check_depth([args, kwargs], name)  # before json's C encoder walks them
+    try:
+        data = _dumps([args, kwargs], ensure_ascii=False, default=_encode_default)
+    except (TypeError, ValueError):  # e.g. tuple dict keys, deep nesting
+        data = _dumps(jsonable([args, kwargs]), ensure_ascii=False)
+    try:
+        data.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: it travels as a \\udXXX escape instead
+        data = _dumps(_loads(data))
+    return data
+
+
 def _make_wrapper(name):
     invoke = G["invoke"]  # bound now: model code may rebind `invoke`
     callback = "__rlm_fn_" + name
 
     async def wrapper(*args, **kwargs):
-        # Arguments and reply travel as JSON text: eryx's own conversion would
-        # sort dict keys and turn big ints into floats.
-        _check_depth([args, kwargs], name)  # before json's C encoder walks them
-        try:
-            data = _dumps([args, kwargs], ensure_ascii=False, default=_encode_default)
-        except (TypeError, ValueError):  # e.g. tuple dict keys, deep nesting
-            data = _dumps(jsonable([args, kwargs]), ensure_ascii=False)
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: it travels as a \\udXXX escape instead
-            data = _dumps(_loads(data))
+        data = _encode_call(name, args, kwargs)
         try:
             reply = await invoke(callback, payload=data)
         except RuntimeError as exc:
@@ -194,10 +199,12 @@ def _load(inputs):
         G[name] = data.decode("utf-8", "surrogatepass") if kind == "text" else _loads(data)
 
 
-def init(inputs, functions, limits):
-    """Load the inputs, define the function wrappers and the guards."""
+def init(inputs, functions, limits, bridge=None):
+    """Load the inputs, define the function wrappers and the guards; connect the
+    synchronous bridge (guest_sync.py) when the host offers one."""
     global _fn_names, _presetup, _limits
     _limits = limits
+    _connect_bridge(bridge)
     _load(inputs)
     _fn_names = tuple(functions)
     for name in functions:
@@ -303,6 +310,7 @@ def _kind(exc):
 
 def _compile(code, original, filename):
     global _submission, _current, _changed
+    _new_step()
     _submission = None
     _current = filename
     shown = code if original is None else original

@@ -61,12 +61,13 @@ class IsolatedSandbox:
         limits: SandboxLimits = SandboxLimits(),
         setup_code: str = "",
         max_output_chars: int = settings.MAX_OUTPUT_CHARS,
+        sync_calls: bool = False,
     ) -> None:
         mount.check_names(inputs, functions)  # before the inputs are converted; the rest the worker checks
         self._inputs = {name: _portable(name, value) for name, value in inputs.items()}
         self._functions = dict(functions)
         self._init = {"functions": list(functions), "limits": limits.model_dump(), "setup_code": setup_code,
-                      "max_output_chars": max_output_chars}
+                      "max_output_chars": max_output_chars, "sync_calls": sync_calls}
         self._limits = limits
         self._lock = threading.Lock()
         self._variables: list[str] = []

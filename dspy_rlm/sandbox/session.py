@@ -29,6 +29,7 @@ from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.output import OutputBuffer, truncate_middle
 from dspy_rlm.sandbox.protocol import ErrorKind, StepResult
 from dspy_rlm.sandbox.rewrite import make_awaitable
+from dspy_rlm.sandbox.syncbridge import SyncBridge, reply_with
 
 __all__ = ["Sandbox"]
 
@@ -120,24 +121,6 @@ def _reply_text(value: Any) -> str:
     return text
 
 
-def _well_formed(report: Any) -> bool:
-    """Whether a step's report has the shape the guest runner writes. Model code can
-    replace the runner (it lives in the guest), so the host never trusts the shape."""
-    if not isinstance(report, dict):
-        return False
-    for key in ("variables", "async", "restored"):
-        if not isinstance(report.get(key), list) or not all(isinstance(v, str) for v in report[key]):
-            return False
-    if any(key in report and not isinstance(report[key], str) for key in ("error", "kind", "submission")):
-        return False
-    if "submission" in report:
-        try:
-            json.loads(report["submission"])
-        except ValueError:
-            return False
-    return True
-
-
 class Sandbox:
     """A persistent Python session in a pyeryx WebAssembly sandbox.
 
@@ -146,8 +129,9 @@ class Sandbox:
     `functions` are host callables the guest calls as `name(*args, **kwargs)`
     (async in the guest; plain calls are rewritten to `await`). `setup_code` runs
     after the built-in prelude whenever the guest (re)starts; what it defines is
-    protected like the functions. Concurrent `run()` calls on one instance are
-    serialised."""
+    protected like the functions. With `sync_calls`, guest code may also call them
+    as `_rlm_host.call_sync(name, ...)` from any frame (see syncbridge.py).
+    Concurrent `run()` calls on one instance are serialised."""
 
     def __init__(
         self,
@@ -157,6 +141,7 @@ class Sandbox:
         limits: SandboxLimits = SandboxLimits(),
         setup_code: str = "",
         max_output_chars: int = settings.MAX_OUTPUT_CHARS,
+        sync_calls: bool = False,
     ) -> None:
         mount.check_names(inputs, functions)
         if max_output_chars <= 0:
@@ -173,6 +158,7 @@ class Sandbox:
         self._steps = 0
         self._input_writes = 0
         self._session: eryx.Session | None = None
+        self._sync_calls, self._bridge = sync_calls, None
         self._folder = folder = tempfile.mkdtemp(prefix="dspy-rlm-inputs-")
         # Removes the folder on close(), on garbage collection or at exit.
         self._cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
@@ -193,7 +179,12 @@ class Sandbox:
             for name, fn in functions.items()
         ]
         shared = self._shared
+        if self._sync_calls:
+            over = lambda: shared.step.calls >= lim.max_callbacks_per_step  # noqa: E731
+            self._bridge = SyncBridge(reply_with({c["description"]: c["fn"] for c in callbacks}, over))
+            weakref.finalize(self, self._bridge.close)
         return load_factory().create_session(
+            network=self._bridge.network() if self._bridge else None,
             resource_limits=eryx.ResourceLimits(
                 execution_timeout_ms=max(1, round(lim.step_timeout_s * 1000)),
                 # A backstop: `_host_callback` bounds each call itself, by the step's time too.
@@ -219,6 +210,7 @@ class Sandbox:
                 self._function_names,
                 max_calls=self._limits.max_callbacks_per_step,
                 callback_timeout_s=self._limits.callback_timeout_s,
+                bridge=self._bridge.address() if self._bridge else None,
             )
         )
         guest.boot_done(booted.result)
@@ -319,7 +311,9 @@ class Sandbox:
         shared.stderr.clear()
         try:
             report = self._session.execute(snippet).result
-            failure = None if _well_formed(report) else ("crash", "no report, or a malformed one")
+            failure = None if guest.well_formed(report) else ("crash", "no report, or a malformed one")
+            if failure is None and step.timed_out:  # a sync call refused at the deadline; the guest caught it
+                failure = ("timeout", "")
         except Exception as exc:
             failure = classify_failure(exc, step.timed_out)
         if failure is not None:
@@ -386,6 +380,8 @@ class Sandbox:
         with self._lock:
             self._session = None
             self._cleanup()
+            if self._bridge is not None:
+                self._bridge.close()
 
     def __enter__(self) -> Sandbox:
         return self

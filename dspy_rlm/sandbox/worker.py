@@ -100,7 +100,8 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
     functions = {name: channel.host_function(name) for name in init["functions"]}
     try:
         sandbox = Sandbox(_inputs(init), functions, limits=SandboxLimits(**init["limits"]),
-                          setup_code=init["setup_code"], max_output_chars=init["max_output_chars"])
+                          setup_code=init["setup_code"], max_output_chars=init["max_output_chars"],
+                          sync_calls=init.get("sync_calls", False))
     except Exception as exc:
         channel.send(_failure(exc))
         return

@@ -29,6 +29,7 @@ from mlflow.pyfunc import PythonModel
 
 from dspy_rlm.core.secrets import secret_settings
 from dspy_rlm.lms.names import load_object, make_lm
+from dspy_rlm.serving.rows import LIMIT_NAMES, BatchSettings, answer_row, wants_rows
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 
@@ -69,15 +70,43 @@ class RLMModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         config = json.loads(Path(context.artifacts["config"]).read_text())
+        self.config, self.state = config, context.artifacts["state"]
         self.program = build_program(config)
-        self.program.load(context.artifacts["state"])
+        self.program.load(self.state)
         self.lm = make_lm(config["model"], **(config.get("lm_kwargs") or {}))
         self.inputs = list(self.program.signature.input_fields) if hasattr(self.program, "signature") else None
+        self._tuned: dict[tuple, dspy.Module] = {}  # programs rebuilt with a batch job's limits, by limits
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One output dict per input row (a DataFrame, or a dict / list of dicts in Python)."""
+        """One output dict per input row (a DataFrame, or a dict / list of dicts in Python).
+
+        With `params={"output": "rows", ...}` (`BatchSettings.as_params()`), each row gives a flat batch
+        record instead (see `dspy_rlm.serving.rows`): outputs, usage, seconds and the row's error."""
+        if wants_rows(params):
+            return self._records(model_input, BatchSettings.from_params(params))
         with dspy.context(lm=self.lm):
             return [self._answer(row) for row in _rows(model_input)]
+
+    def _records(self, model_input: Any, settings: BatchSettings) -> list[dict[str, Any]]:
+        program = self.program_with(settings)
+        inputs, outputs = list(program.signature.input_fields), list(program.signature.output_fields)
+        with dspy.context(lm=self.lm):
+            return [answer_row(program, row, inputs, outputs) for row in _rows(model_input)]
+
+    def program_with(self, settings: BatchSettings) -> dspy.Module:
+        """The program built with a batch job's limits (once per distinct settings), its state loaded."""
+        overrides = settings.rlm_kwargs()
+        key = tuple(sorted(overrides.items()))
+        if key not in self._tuned:
+            config = {**self.config, "rlm_kwargs": {**(self.config.get("rlm_kwargs") or {}), **overrides}}
+            try:
+                program = build_program(config)
+            except TypeError as error:
+                raise TypeError(f"the program {config.get('program')} does not take the batch job's limits "
+                                f"{sorted(overrides)} as keyword arguments: {error}") from error
+            program.load(self.state)
+            self._tuned[key] = program
+        return self._tuned[key]
 
     def _answer(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.inputs is not None:
@@ -119,14 +148,18 @@ def log_rlm_model(state_path: str | Path, *, name: str = "rlm_program", input_ex
 
 def _signature(settings: dict[str, Any]) -> Any:
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     program = build_program({**settings, "sub_model": None})
     if not hasattr(program, "signature"):
         return None
     fields = program.signature.input_fields
     columns = [ColSpec("string" if field.annotation is str else AnyType(), name) for name, field in fields.items()]
-    return ModelSignature(inputs=Schema(columns))
+    # Inference params of a batch job (BatchSettings.as_params); MLflow drops params a signature does not declare.
+    params = [ParamSpec("output", "string", "predictions"), ParamSpec("on_limit", "string", None),
+              *(ParamSpec(name, "double" if name in ("max_time", "max_cost") else "long", None)
+                for name in (*LIMIT_NAMES, "max_concurrency"))]
+    return ModelSignature(inputs=Schema(columns), params=ParamSchema(params))
 
 
 def _requirements() -> list[str]:

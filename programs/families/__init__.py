@@ -15,13 +15,15 @@ from __future__ import annotations
 from dspy_rlm.lms.simulated.world import register_world
 from dspy_rlm.programs.families.base import MAX_SIZE, MIN_SIZE, Splits, Task, TaskFamily, load_jsonl
 from dspy_rlm.programs.families.codeqa import CodeQAFamily
+from dspy_rlm.programs.families.logs import LogsFamily
 from dspy_rlm.programs.families.multihop import MultiHopFamily
 from dspy_rlm.programs.families.niah import NeedleFamily
 from dspy_rlm.programs.families.oolong import OolongFamily
 from dspy_rlm.programs.families.pairs import PairsFamily
 
 FAMILIES: dict[str, TaskFamily] = {
-    family.name: family for family in (NeedleFamily(), OolongFamily(), PairsFamily(), MultiHopFamily(), CodeQAFamily())
+    family.name: family for family in (NeedleFamily(), OolongFamily(), PairsFamily(), MultiHopFamily(), CodeQAFamily(),
+                                        LogsFamily())
 }
 for _family in FAMILIES.values():
     register_world(_family.name, _family.world)

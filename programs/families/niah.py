@@ -27,6 +27,20 @@ TEMPLATE = "The special magic number for {key} is {value}."
 QUESTION = "What is the special magic number for {key} mentioned in the text? Answer with the value only."
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _KEY_IN_QUESTION = re.compile(r"special magic number for ([\w-]+)")
+# The code a model that has understood the template writes once: it answers any S-NIAH question.
+FIND_MAGIC_NUMBER = '''
+def find_magic_number(context, query):
+    """The special magic number the text states for the key the query asks about, or 'NONE'."""
+    marker = 'special magic number for '
+    if marker not in query:
+        return 'NONE'
+    needle = marker + query.split(marker, 1)[1].split()[0] + ' is '
+    start = context.find(needle)
+    if start < 0:
+        return 'NONE'
+    value = context[start + len(needle):].split('.')[0].strip()
+    return value if value.isdigit() else 'NONE'
+'''
 
 
 class NeedleFamily(TaskFamily):
@@ -92,6 +106,7 @@ class NeedleWorld:
             stages=(Stage(ask=ask, keywords=re.escape(key)),),
             combine="answer = pick(replies)",
             guess="next((u.rstrip('.').split(' is ')[-1] for u in units if 'magic number' in u), 'unknown')",
+            function=FIND_MAGIC_NUMBER,
         )
 
     def answer(self, prompt: str, mistake: bool = False) -> str:

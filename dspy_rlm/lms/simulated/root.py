@@ -20,9 +20,11 @@ import re
 from dataclasses import dataclass, field
 
 from dspy_rlm.core.transcript import inputs_section, parse_history, parse_iteration, parse_variables
+from dspy_rlm.library import SOLVER_STEP_TAG, parse_index
 from dspy_rlm.lms.scripted import ScriptedRequest
 from dspy_rlm.lms.simulated.strategies import (
-    choose_strategy, guess_code, peek_code, salvage_code, strategy_weights, submit_code, work_code,
+    choose_strategy, delegate_code, function_name, guess_code, library_code, offers_recursion, peek_code, salvage_code,
+    strategy_weights, submit_code, work_code,
 )
 from dspy_rlm.lms.simulated.world import SimulatedWorld, TaskPlan
 
@@ -72,6 +74,7 @@ class Transcript:
     calls_left: int
     outputs: list[str]
     task_key: str = field(default="")
+    library: tuple[str, ...] = ()  # the functions the code library's index lists
 
     @property
     def data(self) -> str:
@@ -118,6 +121,7 @@ def read_transcript(request: ScriptedRequest) -> Transcript:
         calls_left=iteration.calls_left if iteration and iteration.calls_left is not None else 50,
         outputs=re.findall(r"(\w+)=\.\.\.", outputs.group(1)) if outputs else ["answer"],
         task_key=inputs_section(info),
+        library=tuple(parse_index(info)),
     )
 
 
@@ -125,6 +129,8 @@ def _read_steps(history: str) -> list[PastStep]:
     steps = []
     for entry in parse_history(history):
         first = entry.code.splitlines()[0] if entry.code else ""
+        if first == SOLVER_STEP_TAG:  # the library's solver ran first and failed: not a step of ours
+            continue
         tag = first[len("# sim:"):].strip() if first.startswith("# sim:") else ""
         steps.append(PastStep(tag, entry.code, entry.output.strip()))
     return steps
@@ -174,7 +180,13 @@ def next_step(transcript: Transcript, world: SimulatedWorld | None, seed: int,
 def _work(strategy: str, plan: TaskPlan | None, t: Transcript, reasoning: str, retry: bool = False) -> dict[str, str]:
     if plan is None or strategy == "guess":
         return _step(reasoning, guess_code(plan, t.data))
-    code = work_code(strategy, plan, t.data, t.calls_left)
+    if plan.delegate and offers_recursion(t.instructions):  # each unit needs its own search: a child run each
+        return _step(f"{reasoning} Each unit needs a search of its own: one child run per unit.",
+                     delegate_code(plan, t.data))
+    if plan.function and function_name(plan.function) in t.library:  # the library can answer: call it
+        return _step(f"{reasoning} The library defines {function_name(plan.function)}: call it.",
+                     library_code(plan, t.data))
+    code = work_code(strategy, plan, t.data, t.calls_left, t.library)
     if retry:
         code = code.replace(f"# sim: work {strategy}", f"# sim: work {strategy} retry", 1)
     return _step(reasoning, code)

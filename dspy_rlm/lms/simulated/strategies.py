@@ -107,6 +107,7 @@ def peek_code(data: str, question: str) -> str:
 
 HELPERS = """
 def make_chunks(ids, limit):
+    \"\"\"The unit ids grouped into chunks of at most `limit` characters.\"\"\"
     out, current, size = [], [], 0
     for i in ids:
         if current and size + len(units[i]) > limit:
@@ -117,15 +118,18 @@ def make_chunks(ids, limit):
     return out + [current] if current else out
 
 def pick(replies):
+    \"\"\"The most common usable reply (not NONE, not an error), or 'NONE'.\"\"\"
     found = [r.strip() for r in replies if r.strip() and r.strip().upper() != 'NONE' and not r.startswith('[ERROR]')]
     return Counter(found).most_common(1)[0][0] if found else 'NONE'
 """
 
 
-def work_code(strategy: str, plan: TaskPlan, data: str, calls_left: int) -> str:
+def work_code(strategy: str, plan: TaskPlan, data: str, calls_left: int, library: tuple[str, ...] = ()) -> str:
     """The step that reads the data with `strategy` and sets `answer`.
 
     Chunks are sized so one stage uses about three quarters of the calls left, split over the stages.
+    Helpers a code library already defines (`library` names them) are called, not defined again; the
+    plan's whole-task function, if any, is defined and its result printed as a cross-check.
     """
     if strategy == "guess":
         return guess_code(plan, data, "guess")
@@ -141,7 +145,7 @@ def work_code(strategy: str, plan: TaskPlan, data: str, calls_left: int) -> str:
         "total = sum(len(units[i]) + 1 for i in keep)",
         f"limit = min({MAX_CHUNK_CHARS}, max({MIN_CHUNK_CHARS}, total // {calls} + 1))",
         "print(len(units), 'units,', len(keep), 'kept,', total, 'characters')",
-        HELPERS,
+        _helpers(library),
         f"asks = {[stage.ask for stage in plan.stages]!r}",
         *([f"cues = {[stage.keywords for stage in plan.stages]!r}"] if strategy == "regex" else []),
         f"entity = {plan.start!r}",
@@ -159,8 +163,62 @@ def work_code(strategy: str, plan: TaskPlan, data: str, calls_left: int) -> str:
         "        print('  ->', entity)",
         plan.combine,
         "print('ANSWER:', repr(answer))",
+        *_cross_check(plan, data, library),
     ]
     return "\n".join(lines)
+
+
+def function_name(source: str) -> str:
+    """The name of the function a plan's `function` source defines ("" for none)."""
+    found = re.search(r"^def (\w+)\(", source, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def _helpers(library: tuple[str, ...]) -> str:
+    """HELPERS without the functions the library already defines."""
+    blocks = [block for block in HELPERS.split("\n\n") if function_name(block) not in library]
+    return "\n\n".join(blocks)
+
+
+def _cross_check(plan: TaskPlan, data: str, library: tuple[str, ...]) -> list[str]:
+    name = function_name(plan.function)
+    if not name:
+        return []
+    defined = [] if name in library else [plan.function.strip("\n")]
+    return [*defined, f"print('cross-check:', repr({name}({data}, query)))"]
+
+
+def delegate_code(plan: TaskPlan, data: str) -> str:
+    """The work step at `max_depth >= 2`: one child run per unit, then the plan's `delegate_combine`."""
+    return "\n".join([
+        "# sim: work delegate",
+        *([f"context = {data}"] if data != "context" else []),
+        *([plan.setup] if plan.setup else []),
+        f"units = {plan.units}",
+        f"replies = rlm_query_batched([{plan.delegate!r}] * len(units), contexts=units)",
+        "print(len(replies), 'child runs answered:', replies[:8])",
+        "# A child that found nothing is asked once more, in other words (a fresh run, a fresh approach).",
+        "again = [i for i, r in enumerate(replies) if r.startswith('[ERROR]') or r.strip().upper() in ('NONE', 'UNKNOWN', '')]",
+        "if again:",
+        f"    retried = rlm_query_batched([{(plan.delegate + ' (A second attempt: read it in full.)')!r}] * len(again), "
+        "contexts=[units[i] for i in again])",
+        "    for i, r in zip(again, retried):",
+        "        replies[i] = r",
+        "    print(len(again), 'child runs retried:', retried[:8])",
+        plan.delegate_combine,
+        "print('ANSWER:', repr(answer))",
+    ])
+
+
+def offers_recursion(instructions: str) -> bool:
+    """Whether the instructions say the REPL has `rlm_query` (the RLM has `max_depth >= 2`)."""
+    return "`rlm_query(prompt" in instructions
+
+
+def library_code(plan: TaskPlan, data: str) -> str:
+    """The work step when the code library defines the plan's whole-task function: call it."""
+    name = function_name(plan.function)
+    return f"# sim: work library\nanswer = {name}({data}, query)\nprint('ANSWER:', repr(answer))"
 
 
 def _select(strategy: str) -> list[str]:

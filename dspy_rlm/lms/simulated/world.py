@@ -56,6 +56,14 @@ class TaskPlan:
         start: the entity the first stage starts from, if any.
         setup: Python source run first (imports, helpers the other pieces use).
         outputs: the output names `combine` sets besides `answer`.
+        function: Python source of one documented function that answers the whole task from the
+            inputs (`def f(context, query)`), or "" when no code alone can. The work step defines it
+            and prints its result beside the sub-model's answer; a code library that lists it is
+            called instead (see `strategies.library_code`).
+        delegate: the prompt of one child run per unit (`rlm_query_batched(..., contexts=units)`), for a
+            task whose units each need a search of their own; used when the RLM offers `rlm_query`
+            (`max_depth >= 2`). "" when the task has no such split.
+        delegate_combine: Python source run on the child runs' `replies` (one per unit); sets `answer`.
     """
 
     stages: tuple[Stage, ...]
@@ -66,6 +74,9 @@ class TaskPlan:
     start: str = ""
     setup: str = ""
     outputs: tuple[str, ...] = ()
+    function: str = ""
+    delegate: str = ""
+    delegate_combine: str = ""
 
 
 @runtime_checkable
