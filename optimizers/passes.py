@@ -108,6 +108,22 @@ def run_pass(program: dspy.Module, examples: list[dspy.Example], metric: Callabl
         return Pass(list(pool.map(one, range(len(examples)))))
 
 
+def runs_from_traces(trace_ids: list[str], score: str = "score") -> list[HarvestedRun]:
+    """Runs to harvest from MLflow traces (of the active store): each trace's RLM trajectory, scored by its
+    feedback `score` (what `observability.tracking.evaluate` attaches); a trace without one scores 0."""
+    import mlflow
+
+    from dspy_rlm.observability.viewer import load_trajectory
+
+    runs = []
+    for trace_id in trace_ids:
+        trajectory, _ = load_trajectory(trace_id)
+        trace = mlflow.get_trace(trace_id)
+        values = [a.value for a in (trace.info.assessments or []) if a.name == score and a.value is not None]
+        runs.append(HarvestedRun(trace_id, float(values[-1]) if values else 0.0, trajectory))
+    return runs
+
+
 def _as_float(score: Any) -> float:
     if isinstance(score, dspy.Prediction):
         score = score.get("score", 0.0)

@@ -30,7 +30,7 @@ from dspy_rlm.library import (
     SOLVER, CallRecorder, Candidate, CodeLibrary, LibraryFunction, Provenance, candidates_from_steps, chosen_tests,
     library_function, solver_code,
 )
-from dspy_rlm.optimizers.passes import Pass, run_pass
+from dspy_rlm.optimizers.passes import Pass, run_pass, runs_from_traces
 
 
 @dataclass
@@ -89,8 +89,10 @@ class Stabilize(Teleprompter):
         self.date = date or datetime.datetime.now(datetime.UTC).date().isoformat()
 
     def compile(self, student: dspy.Module, *, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None,
-                teacher: Any = None, **kwargs: Any) -> dspy.Module:
-        """A copy of `student` with the stabilized library on every RLM inside it."""
+                teacher: Any = None, traces: list[str] | None = None, **kwargs: Any) -> dspy.Module:
+        """A copy of `student` with the stabilized library on every RLM inside it.
+
+        `traces`: MLflow trace ids of earlier scored calls (the active store) to harvest from as well."""
         program = student.deepcopy()
         rlms = _rlms(program)
         if not rlms:
@@ -101,7 +103,8 @@ class Stabilize(Teleprompter):
         report = StabilizeReport()
         train = self._pass(program, start, trainset, "train", report)
         reserved = {*rlms[0].signature.input_fields, *start.names, SOLVER}
-        candidates = [c for c in candidates_from_steps(train.harvested(), self.threshold) if c.name not in reserved
+        harvested = train.harvested() + (runs_from_traces(traces) if traces else [])
+        candidates = [c for c in candidates_from_steps(harvested, self.threshold) if c.name not in reserved
                       and not is_reserved(c.name)]
         baseline = self._pass(program, start, valset, "baseline", report)
         library, recorder = self._validate(program, start, candidates, valset, baseline, report)

@@ -192,7 +192,7 @@ def test_mixed_small_and_large_variables(interp):
     small, large = "hello", "x" * 200_000
     code = "f'{small} has {len(small)} chars, large has {len(large)} chars'"
     assert interp().execute(code, variables={"small": small, "large": large}) == \
-        f"'{small} has 5 chars, large has {len(large)} chars'\n"
+        f"{small} has 5 chars, large has {len(large)} chars"
 
 
 @pytest.mark.parametrize("code, error_type", [

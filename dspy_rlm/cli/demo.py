@@ -40,6 +40,7 @@ def run_demo(
     sub_model: str | None = None,
     latency: float = 0.0,
     hint: bool = True,
+    max_depth: int = 1,
     tracking_uri: str | None = settings.TRACKING_URI,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -61,7 +62,9 @@ def run_demo(
     signature = dspy.ensure_signature(task_family.signature)
     if hint:
         signature = signature.with_instructions(task_family.advice())
-    rlm = RLM(signature, max_iters=10, max_llm_calls=50, sub_lm=sub_lm)
+    # Child runs spend the call's budget too: a tree gets more calls, and each child a share of them.
+    rlm = RLM(signature, max_iters=10, max_llm_calls=50 if max_depth == 1 else 300, sub_lm=sub_lm,
+              max_depth=max_depth, max_child_llm_calls=20)
     kind = SIMULATED_LABEL if simulated else f"language model {model}"
     console.print(f"[bold]{family}[/bold]: {_chars(task.context):,} characters, seed {seed}; model: {kind}")
     console.print(f"question: {clip(task.query, 300)}")
@@ -69,7 +72,7 @@ def run_demo(
         mix = strategy_probabilities(rlm.generate_code.signature.instructions)
         console.print("simulated strategy mix for this prompt: " + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()))
     params = {"family": family, "context_chars": _chars(task.context), "seed": seed, "hint": hint,
-              "root_model": lm.model, "sub_model": sub_lm.model, "latency": latency}
+              "root_model": lm.model, "sub_model": sub_lm.model, "latency": latency, "max_depth": max_depth}
     with job_run(tracking, f"demo-{family}", params, kind, console) as log_metrics:
         progress = RLMProgress(console)
         started = time.perf_counter()

@@ -33,7 +33,7 @@ _megabytes = _checked(float, "a number of megabytes", lambda v: v > 0, "more tha
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run one RLM call end to end on a task family "
                                              "(simulated model by default; local MLflow store)")
-    demo.add_argument("--family", default="oolong", help="niah, oolong, pairs, multihop or codeqa (default oolong)")
+    demo.add_argument("--family", default="oolong", help="niah, oolong, pairs, multihop, codeqa or logs (default oolong)")
     demo.add_argument("--size", type=_context_size, default=4_000_000, help="context size in characters")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated task and the simulated model")
     demo.add_argument("--model", help="a LiteLLM model name (keys from the environment) instead of the simulated model")
@@ -41,6 +41,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--latency", type=_seconds, default=0.0, help="simulated seconds per model call")
     demo.add_argument("--no-hint", dest="hint", action="store_false",
                       help="run the bare prompt, without the family's one-line advice in the instructions")
+    demo.add_argument("--max-depth", type=int, choices=[1, 2, 3], default=1,
+                      help="2 or 3: the code may start child runs with rlm_query (try --family logs)")
     demo.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
     demo.add_argument("--verbose", action="store_true", help="show the libraries' own log messages too")
     ui = commands.add_parser("ui", help="open the MLflow dashboard on a store (works offline)")
@@ -69,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_serve_sim(commands)
     bench = commands.add_parser("bench", help="benchmark dspy.RLM (Deno/Pyodide, EryxInterpreter), dspy_rlm.RLM and an exec floor")
-    bench.add_argument("--suite", choices=["compare", "core", "depth"], default="compare",
+    bench.add_argument("--suite", choices=["compare", "core", "depth", "batch"], default="compare",
                        help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets; "
-                            "depth: max_depth=2 beside rlms 0.1.3 (issue 12)")
+                            "depth: max_depth=2 beside rlms 0.1.3 (issue 12); "
+                            "batch: rows/s in process vs Spark local[1] and local[2] (issue 14)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (about 2 minutes)")
     bench.add_argument("--out", default="bench_results", help="folder for the JSON, markdown and PNG results")
     bench.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
@@ -127,6 +130,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
         try:
             figures = run_demo(args.family, args.size, args.seed, model=args.model, sub_model=args.sub_model,
+                               max_depth=args.max_depth,
                                latency=args.latency, hint=args.hint, tracking_uri=args.tracking_uri or None)
         except ValueError as error:  # bad arguments found once the family and models are known
             print(f"dspy-rlm demo: error: {error}", file=sys.stderr)
@@ -154,6 +158,11 @@ def _run_command(args: argparse.Namespace) -> int:
             from dspy_rlm.cli.bench.depth_run import run_depth_bench
 
             run_depth_bench(reps=1 if args.quick else 3, out=args.out)
+            return 0
+        if args.suite == "batch":
+            from dspy_rlm.cli.bench.batch import run_batch_bench
+
+            run_batch_bench(out=args.out, quick=args.quick)
             return 0
         run_bench(args.suite, quick=args.quick, out=args.out, tracking_uri=args.tracking_uri or None, only=args.only)
     elif args.command == "ask":

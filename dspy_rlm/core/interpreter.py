@@ -36,13 +36,13 @@ from dspy.primitives.facade import is_reserved_sandbox_name
 from dspy.utils.callback import with_callbacks
 
 from dspy_rlm import settings
-from dspy_rlm.core.interpreter_facade import SHIM_SETUP, facade_variables, is_facade_tool, sync_tool_code
+from dspy_rlm.core.interpreter_facade import SHIM_SETUP, facade_variables, install_code, is_facade_tool
 from dspy_rlm.core.interpreter_repl import echo_setup, step_output, with_echo
 from dspy_rlm.core.interpreter_values import keywords, loadable, tool_result
 from dspy_rlm.core.outputs import termination_code
 from dspy_rlm.errors import SandboxError
 from dspy_rlm.sandbox import (
-    CodeSandbox, IsolatedSandbox, Sandbox, SandboxLimits, StepResult, is_identifier, run_awaitable,
+    IsolatedSandbox, Sandbox, SandboxLimits, StepResult, is_identifier, run_awaitable,
 )
 
 __all__ = ["EryxInterpreter"]
@@ -120,14 +120,12 @@ class EryxInterpreter:
         if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
             self.execution_instructions = _describe(step_timeout, max_memory_mb)
         self._lock = threading.RLock()
-        self._sandbox: CodeSandbox | None = None
+        self._sandbox: Sandbox | IsolatedSandbox | None = None
         self._closed = False
         self._mounted: dict[str, Any] = {}  # name -> the value now loaded in the guest
         self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
         self._bound_tools: set[str] = set()  # names with a guest function
         self._bound_outputs: list[str] = []
-        self._shim: str | None = None  # the facade's variables, once the shim ran: run again after a restart
-        self._shim_lost = False
 
     @classmethod
     def factory(cls, **options: Any) -> Callable[[], EryxInterpreter]:
@@ -193,17 +191,17 @@ class EryxInterpreter:
             self._mounted.update(changed)
             token = _EXECUTING.set(self)
             try:
-                if assignments:
-                    self._setup_step(assignments)
-                if code == SHIM_SETUP:
-                    self._shim = assignments  # run again, with the shim, after a restart
-                result = self._sandbox.run(with_echo(code))
+                if code == SHIM_SETUP:  # as setup code: protected, and installed again after a restart
+                    result = self._sandbox.extend_setup(install_code(assignments, _DISPATCH))
+                else:
+                    if assignments:
+                        self._setup_step(assignments)
+                    result = self._sandbox.run(with_echo(code))
             finally:
                 _EXECUTING.reset(token)
             if result.restarted:  # guest functions defined by later bind steps are gone
                 self._bound_tools = set(self._initial_tools)
                 self._bound_outputs = []
-                self._shim_lost = self._shim is not None
         return _outcome(result)
 
     def _changed(self, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,7 +232,7 @@ class EryxInterpreter:
         except (SandboxError, ValueError, TypeError) as exc:
             raise CodeInterpreterError(f"Could not load variables {sorted(values)} into the sandbox: {exc}") from exc
 
-    def _build(self) -> CodeSandbox:
+    def _build(self) -> Sandbox | IsolatedSandbox:
         names = [name for name in self._tool_names() if not is_facade_tool(name)]  # those: bound by _bind
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}
@@ -259,11 +257,9 @@ class EryxInterpreter:
     def _bind(self) -> None:
         """Define guest functions for tools added since the start, and follow changed outputs."""
         code = []
-        new = [name for name in self._tool_names() if name not in self._bound_tools]
+        # The facade's tools are defined with its shim (see execute and interpreter_facade).
+        new = [name for name in self._tool_names() if name not in self._bound_tools and not is_facade_tool(name)]
         for name in new:
-            if is_facade_tool(name):
-                code.append(sync_tool_code(name, _DISPATCH))  # DSPy's shim calls them without await
-                continue
             if not is_identifier(name) or name.startswith("__"):
                 raise CodeInterpreterError(f"Invalid tool name: {name!r}")
             code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
@@ -274,9 +270,6 @@ class EryxInterpreter:
             self._setup_step("\n".join(code))
         self._bound_tools.update(new)
         self._bound_outputs = outputs
-        if self._shim_lost:  # a restart dropped the facade: install it again, as it was
-            self._shim_lost = False
-            self._setup_step(f"{self._shim}\n{SHIM_SETUP}")
 
     def _setup_step(self, code: str) -> None:
         result = self._sandbox.run(code)

@@ -17,7 +17,7 @@ from typing import Any
 
 from dspy.primitives.facade import CALL_TOOL, CONSTRUCT_TOOL, SHIM_SETUP, is_reserved_sandbox_name
 
-__all__ = ["FACADE_TOOLS", "SHIM_SETUP", "facade_variables", "is_facade_tool", "sync_tool_code"]
+__all__ = ["FACADE_TOOLS", "SHIM_SETUP", "facade_variables", "install_code", "is_facade_tool"]
 
 FACADE_TOOLS = (CONSTRUCT_TOOL, CALL_TOOL)
 
@@ -29,11 +29,14 @@ def is_facade_tool(name: str) -> bool:
     return name in FACADE_TOOLS
 
 
-def sync_tool_code(name: str, dispatch: str) -> str:
-    """Guest code defining tool `name` as a synchronous function that calls the host
-    function `dispatch(name, ...)` through the bridge."""
-    return (f"def {name}(*args, **kwargs):\n"
-            f"    return __import__('_rlm_host').call_sync({dispatch!r}, {name!r}, *args, **kwargs)")
+def install_code(assignments: str, dispatch: str) -> str:
+    """Guest code installing the facade: its tools as synchronous functions calling the host
+    function `dispatch(name, ...)` through the bridge, its variables (`assignments`), then
+    DSPy's shim, unchanged."""
+    tools = [f"def {name}(*args, **kwargs):\n"
+             f"    return __import__('_rlm_host').call_sync({dispatch!r}, {name!r}, *args, **kwargs)"
+             for name in FACADE_TOOLS]
+    return "\n".join([*tools, assignments, SHIM_SETUP])
 
 
 def facade_variables(variables: Mapping[str, Any]) -> tuple[dict[str, Any], str]:

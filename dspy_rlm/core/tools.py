@@ -23,7 +23,7 @@ RESERVED_NAMES = frozenset(
     {*SUB_QUERY_NAMES, *RECURSION_NAMES, *RUN_VARIABLES, *TERMINATION_NAMES, "print", "invoke", "list_callbacks",
      "asyncio", "json", "re", "os", "sys"}
 )
-RESERVED_RESULT_NAMES = frozenset({"trajectory", "final_reasoning", "usage"})
+RESERVED_RESULT_NAMES = frozenset({"trajectory", "final_reasoning", "usage", "solver"})  # solver: core/solver.py
 
 
 def is_reserved(name: str) -> bool:

@@ -7,7 +7,7 @@ import eryx
 from dspy_rlm.sandbox.limits import SandboxLimits
 from dspy_rlm.sandbox.protocol import ErrorKind
 
-__all__ = ["classify_failure", "failure_message"]
+__all__ = ["abandoned_notes", "classify_failure", "failure_message"]
 
 # wasmtime caps the data one host call copies (about 128 MiB on pyeryx 0.11), far below the memory cap.
 _HOSTCALL_TOO_BIG = "too much data is being copied between the host and the guest"
@@ -46,3 +46,12 @@ def failure_message(kind: str, detail: str, limits: SandboxLimits, step_timeout_
     if kind == "fuel":
         return "ResourceLimitError: the step ran out of its instruction budget"
     return "SandboxCrash: the Python interpreter in the sandbox stopped abruptly"
+
+
+def abandoned_notes(abandoned: list[str], step_timeout_s: float) -> list[str]:
+    """What the step says of host calls it stopped waiting for (so a timeout is not blamed on the code)."""
+    names = ", ".join(f"`{name}`" for name in dict.fromkeys(abandoned))
+    if not names:
+        return []
+    return [f"{names} was still running when the step's {round(step_timeout_s, 1):g} s ran out; "
+            "the call was abandoned and its result is lost"]

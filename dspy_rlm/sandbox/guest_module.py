@@ -18,6 +18,7 @@ _protected = {}             # user-global name -> object restored after each ste
 _guards = []                # (object, attribute, value, label) restored after each step
 _presetup = frozenset()     # globals before setup_code ran
 _baseline = frozenset()     # globals after setup_code: not the model's variables
+_before = frozenset()       # globals before the setup step now running
 _fn_names = ()
 _limits = {}
 _current = ""               # filename of the code being run
@@ -226,11 +227,16 @@ def set_inputs(inputs):
 
 
 def _seal():
-    # What setup_code defined is protected like the function wrappers.
+    # What setup code defined is protected like the function wrappers and is not the model's;
+    # a later setup step (Sandbox.extend_setup) adds the names it defined, not the model's, and
+    # protects only its functions, classes and modules (its own code may rebind its data).
     global _protected, _baseline
-    names = [*_fn_names, "_rlm_submit", *(k for k in G if k not in _presetup and not k.startswith("__"))]
-    _protected = {k: G[k] for k in names if k in G}
-    _baseline = frozenset(G) | {"__rlm_result__"}
+    new = [k for k in G if k not in _before]
+    later = bool(_baseline)
+    names = [*_fn_names, "_rlm_submit", *(k for k in new if not k.startswith("__")
+                                          and not (later and not callable(G[k]) and type(G[k]) is not type(sys)))]
+    _protected.update({k: G[k] for k in names if k in G})
+    _baseline = (_baseline or _before) | frozenset(new) | {"__rlm_result__"}
 
 
 def _restore():
@@ -347,6 +353,8 @@ def _finish(exc, syntax, seal):
 
 def run_sync(code, original, filename, seal=False):
     """Run code that has no await/async in it."""
+    global _before
+    _before = frozenset(G) if seal else _before
     try:
         co = _compile(code, original, filename)
     except (SyntaxError, ValueError) as exc:
@@ -362,6 +370,8 @@ def run_sync(code, original, filename, seal=False):
 
 async def run_async(code, original, filename, seal=False):
     """Run code that may await at the top level."""
+    global _before
+    _before = frozenset(G) if seal else _before
     try:
         co = _compile(code, original, filename)
     except (SyntaxError, ValueError) as exc:

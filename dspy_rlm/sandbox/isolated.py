@@ -95,7 +95,7 @@ class IsolatedSandbox:
         """Names of the model's variables after the last step."""
         return list(self._variables)
 
-    def run(self, code: str, timeout_s: float | None = None) -> StepResult:
+    def run(self, code: str, timeout_s: float | None = None, *, seal: bool = False) -> StepResult:
         """Run one step (see `Sandbox.run`); a worker that dies is replaced, and the step says so."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
@@ -106,14 +106,21 @@ class IsolatedSandbox:
             step_s = self._limits.step_timeout_s if timeout_s is None else min(timeout_s, self._limits.step_timeout_s)
             started = time.perf_counter()
             try:
-                done = self._worker.request({"op": "run", "code": code, "timeout_s": timeout_s},
-                                            step_s + _MARGIN_S)
+                done = self._worker.request({"op": "extend_setup" if seal else "run", "code": code,
+                                             "timeout_s": timeout_s}, step_s + _MARGIN_S)
             except WorkerDied as exc:
                 return self._replace_worker(str(exc), started)
             if "error" in done:
                 raise _failure(done)
             self._variables = done["variables"]
-            return StepResult(**done["result"])
+            result = StepResult(**done["result"])
+            if seal and not result.error:  # a new worker runs it too
+                self._init["setup_code"] += "\n" + code
+            return result
+
+    def extend_setup(self, code: str) -> StepResult:
+        """Run `code` now as setup code, kept for restarts and new workers (see `Sandbox.extend_setup`)."""
+        return self.run(code, seal=True)
 
     def set_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Add or replace inputs in the running guest (see `Sandbox.set_inputs`)."""

@@ -22,7 +22,7 @@ from dspy_rlm.errors import InputsNotLoaded, RewriteError, SandboxClosed, Sandbo
 from dspy_rlm.sandbox import guest, nesting
 from dspy_rlm.sandbox import inputs as mount
 from dspy_rlm.sandbox.factory import load_factory
-from dspy_rlm.sandbox.failures import classify_failure, failure_message
+from dspy_rlm.sandbox.failures import abandoned_notes, classify_failure, failure_message
 from dspy_rlm.sandbox.hostcalls import ABANDONED, call_host_function
 from dspy_rlm.sandbox.jsonsafe import to_json_safe
 from dspy_rlm.sandbox.limits import SandboxLimits
@@ -99,15 +99,6 @@ def _host_callback(name: str, fn: Callable[..., Any], shared: _Shared, cap_s: fl
 
     callback.__name__ = guest.CALLBACK_PREFIX + name
     return callback
-
-
-def _abandoned_notes(step: _Step, step_timeout_s: float) -> list[str]:
-    """What the step says of host calls it stopped waiting for (so a timeout is not blamed on the code)."""
-    names = ", ".join(f"`{name}`" for name in dict.fromkeys(step.abandoned))
-    if not names:
-        return []
-    return [f"{names} was still running when the step's {round(step_timeout_s, 1):g} s ran out; "
-            "the call was abandoned and its result is lost"]
 
 
 def _reply_text(value: Any) -> str:
@@ -281,12 +272,23 @@ class Sandbox:
                                    else max(min(timeout_s, self._limits.step_timeout_s), 0.001))
             return self._run(code, time.perf_counter())
 
+    def extend_setup(self, code: str) -> StepResult:
+        """Run `code` now as setup code: what it defines is protected, is not listed in
+        `variables`, and is defined again whenever the guest restarts (if the step succeeds)."""
+        with self._lock:
+            if self._session is None:
+                raise SandboxClosed()
+            result = self._run(code, time.perf_counter(), seal=True)
+            if not result.error:
+                self._setup_code += "\n" + code
+            return result
+
     def _set_step_timeout(self, seconds: float) -> None:
         if seconds != self._step_timeout_s:
             self._session.execution_timeout_ms = max(1, round(seconds * 1000))
             self._step_timeout_s = seconds
 
-    def _run(self, code: str, start: float) -> StepResult:
+    def _run(self, code: str, start: float, seal: bool = False) -> StepResult:
         if "\0" in code:
             return StepResult(
                 error="SyntaxError: the code contains NUL (\\x00) characters; remove them and run it again",
@@ -302,7 +304,7 @@ class Sandbox:
             return StepResult(error=str(exc), error_kind="rewrite", seconds=time.perf_counter() - start)
         self._steps += 1
         snippet = guest.step_code(
-            runnable, None if runnable == code else code, guest.step_filename(self._steps)
+            runnable, None if runnable == code else code, guest.step_filename(self._steps), seal=seal
         )
         step = _Step(time.monotonic() + self._step_timeout_s, contextvars.copy_context())
         shared = self._shared
@@ -370,7 +372,7 @@ class Sandbox:
             error_kind=kind,
             restarted=True,
             lost_variables=lost,
-            notes=[*_abandoned_notes(step, self._step_timeout_s), f"sandbox restarted after {cause}: {lost_text}"],
+            notes=[*abandoned_notes(step.abandoned, self._step_timeout_s), f"sandbox restarted after {cause}: {lost_text}"],
             seconds=time.perf_counter() - start,
             callbacks=step.calls,
         )

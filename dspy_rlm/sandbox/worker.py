@@ -113,8 +113,9 @@ def serve(channel: Channel, init: dict[str, Any]) -> None:
             channel.send({"op": "done"})
             return
         try:
-            if command["op"] == "run":
-                result = _shallow(sandbox.run(command["code"], timeout_s=command["timeout_s"]))
+            if command["op"] in ("run", "extend_setup"):
+                result = _shallow(sandbox.run(command["code"], timeout_s=command["timeout_s"])
+                                  if command["op"] == "run" else sandbox.extend_setup(command["code"]))
                 channel.send({"op": "done", "result": result, "variables": sandbox.variables})
             elif command["op"] == "set_inputs":
                 sandbox.set_inputs(_inputs(command))

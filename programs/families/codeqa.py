@@ -228,6 +228,52 @@ def read_code(text: str) -> Repo:
     return repo
 
 
+# The code a model that has understood how the statements are phrased writes once: it reads the whole
+# repository with `ast` and checks every choice (no sub-model call). Its `re` is `_re`, so a demo showing it
+# is not read as the regex strategy (see lms/simulated/strategies.DEMO_MARKERS).
+CHECK_STATEMENTS = r'''
+def check_repository_statements(context, query):
+    """The number (0-3) of the one choice in the query the repository's code shows to be true, or 'NONE'."""
+    import ast
+    import re as _re
+    facts = {'calls': {}, 'defaults': {}, 'bases': {}, 'writes': {}}
+    for section in _re.split(r'(?m)^### File: .*\n', context):
+        try:
+            tree = ast.parse(section)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                args = node.args
+                positional = args.args[len(args.args) - len(args.defaults):]
+                facts['defaults'][node.name] = {a.arg: ast.unparse(d) for a, d in zip(positional, args.defaults)}
+                calls = [c for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+                facts['calls'][node.name] = {c.func.id for c in calls if c.func.id != 'open'}
+                paths = [c.args[0].value for c in calls if c.func.id == 'open' and c.args]
+                if paths:
+                    facts['writes'][node.name] = paths[0]
+            elif isinstance(node, ast.ClassDef):
+                facts['bases'][node.name] = ast.unparse(node.bases[0]) if node.bases else None
+
+    def holds(text):
+        found = _re.match(r'^`(\w+)` calls `(\w+)`\.$', text)
+        if found:
+            return found.group(2) in facts['calls'].get(found.group(1), set())
+        found = _re.match(r'^The parameter `(\w+)` of `(\w+)` defaults to (.+)\.$', text)
+        if found:
+            return facts['defaults'].get(found.group(2), {}).get(found.group(1)) == found.group(3)
+        found = _re.match(r'^Class `(\w+)` inherits from `(\w+)`\.$', text)
+        if found:
+            return facts['bases'].get(found.group(1)) == found.group(2)
+        found = _re.match(r"^`(\w+)` writes to the file '(.+)'\.$", text)
+        if found:
+            return facts['writes'].get(found.group(1)) == found.group(2)
+        return False
+    true = [number for number, text in _re.findall(r'(?m)^([0-3])\) (.+)$', query) if holds(text)]
+    return true[0] if len(true) == 1 else 'NONE'
+'''
+
+
 class CodeQAWorld:
     """The simulated model's knowledge: how statements are phrased, and how to read Python."""
 
@@ -247,6 +293,7 @@ class CodeQAWorld:
                      "for x in r.replace(',', ' ').split() if x.isdigit())\n"
                      "answer = votes.most_common(1)[0][0] if votes else '0'"),
             guess="'0'",
+            function=CHECK_STATEMENTS,
         )
 
     def answer(self, prompt: str, mistake: bool = False) -> str:

@@ -63,11 +63,11 @@ class LogsFamily(TaskFamily):
     def make_task(self, size: int, seed: int) -> Task:
         check_size(size)
         rng = random.Random(seed)
-        count = rng.randint(8, 16)
+        count = max(2, min(rng.randint(8, 16), size // 250))  # the smallest sizes hold fewer logs
         names = rng.sample([f"{a}{b}".capitalize() for a in SYLLABLES for b in SYLLABLES if a != b], count)
         logs, truth = [], {}
         for name in names:
-            log, truth[name] = _log(rng, name, max(size // count, 400))
+            log, truth[name] = _log(rng, name, size // count)
             logs.append(log)
         best = max(truth, key=lambda n: (truth[n], n))
         return Task(context=logs, query=QUESTION, answer=best, meta={"readings": truth})
@@ -91,12 +91,17 @@ class LogsFamily(TaskFamily):
 
 def _log(rng: random.Random, name: str, size: int) -> tuple[str, int]:
     """One station's log of about `size` characters, and its reading on the recalibration day."""
-    days = max(size // 26, 12)
-    values = {day: rng.randint(100, 999) for day in range(1, days + 1)}
-    fact_day, decoy_day = rng.sample(range(1, days + 1), 2)
-    lines = [READING.format(day=day, value=value) for day, value in values.items()]
-    for _ in range(max(days // 6, 2)):
-        lines.insert(rng.randrange(len(lines) + 1), rng.choice(CREW_NOTES).format(noun=rng.choice(NOUNS)))
+    lines, values, chars = [], {}, len(HEADER.format(name=name)) + 120  # the two notes take about 120
+    while chars < size or len(values) < 2:
+        if values and rng.random() < 0.15:
+            line = rng.choice(CREW_NOTES).format(noun=rng.choice(NOUNS))
+        else:
+            day = len(values) + 1
+            values[day] = rng.randint(100, 999)
+            line = READING.format(day=day, value=values[day])
+        lines.append(line)
+        chars += len(line) + 1
+    fact_day, decoy_day = rng.sample(sorted(values), 2)
     first, second = sorted(rng.sample(range(len(lines) + 1), 2))
     notes = [DECOY.format(day=decoy_day), FACT.format(day=fact_day)]
     if rng.random() < 0.5:  # the fact first in about half the logs

@@ -72,3 +72,13 @@ def test_pure_tools_are_never_asked_about():
 def test_an_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="approve must be one of 'deny', 'allow', 'ask'"):
         RLM("context -> answer", approve="sometimes")
+
+
+@pytest.mark.slow
+def test_each_decision_is_a_span_of_the_trace(tmp_path):
+    from tests.mlflow_helpers import mlflow_store, traces
+
+    with mlflow_store(tmp_path, "approval"):
+        _run("deny", SEND)
+        spans = [s for s in traces()[0].data.spans if s.name == "rlm.approval"]
+    assert [s.outputs["allowed"] for s in spans] == [False] and spans[0].inputs["tool"] == "send_mail"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dspy
+import pytest
 
 from dspy_rlm import RLM, CodeLibrary, Stabilize
 from dspy_rlm.library import HarvestedRun, candidates_from_steps, library_function, run_tests
@@ -90,3 +91,33 @@ def dspy_rlm_scripted():  # a fresh model per compile: its requests are its own
     from dspy_rlm import ScriptedLM
 
     return ScriptedLM(word_counter)
+
+
+@pytest.mark.slow
+def test_runs_can_be_harvested_from_scored_mlflow_traces(tmp_path):
+    from dspy_rlm.observability.tracking import evaluate
+    from dspy_rlm.optimizers.passes import runs_from_traces
+    from tests.mlflow_helpers import mlflow_store, traces
+
+    with mlflow_store(tmp_path, "harvest-traces"):
+        import mlflow
+
+        with mlflow.start_run(), dspy.context(lm=dspy_rlm_scripted()):
+            evaluate(RLM("context -> answer"), TRAIN, _metric, name="scored")
+        ids = [trace.info.trace_id for trace in traces()]
+        runs = runs_from_traces(ids)
+    assert sorted(run.score for run in runs) == [1.0, 1.0] and {run.label for run in runs} == set(ids)
+    found = {c.name for c in candidates_from_steps(runs, threshold=1.0) if c.problem is None}
+    assert found == {"count_words", "count_fast", "shout"}
+
+
+def test_stabilize_composes_with_another_optimizer_in_either_order():
+    bootstrap = dspy.BootstrapFewShot(metric=_metric, max_bootstrapped_demos=1, max_labeled_demos=0)
+    with dspy.context(lm=dspy_rlm_scripted()):
+        stabilized = Stabilize(metric=_metric).compile(RLM("context -> answer"), trainset=TRAIN, valset=HELD_OUT)
+        then_demos = bootstrap.compile(stabilized, trainset=TRAIN)
+        demos_first = bootstrap.compile(RLM("context -> answer"), trainset=TRAIN)
+        then_library = Stabilize(metric=_metric).compile(demos_first, trainset=TRAIN, valset=HELD_OUT)
+    assert then_demos.library.files() == stabilized.library.files() and then_demos.generate_code.demos
+    assert then_library.library.names == ["count_words"]
+    assert len(then_library.generate_code.demos) == len(demos_first.generate_code.demos) >= 1

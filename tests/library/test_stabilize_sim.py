@@ -22,15 +22,17 @@ def _stabilized(family: str):
     return compiled, before, after
 
 
-def test_on_niah_a_harvested_solver_answers_held_out_tasks_with_no_root_model_call():
-    compiled, before, after = _stabilized("niah")
+@pytest.mark.parametrize("family, function", [("niah", "find_magic_number"),
+                                              ("codeqa", "check_repository_statements")])
+def test_a_harvested_solver_answers_held_out_tasks_with_no_root_model_call(family, function):
+    compiled, before, after = _stabilized(family)
     report = compiled.stabilize_report
-    assert report.accepted == ["find_magic_number"] and report.solver == "find_magic_number"
+    assert report.accepted == [function] and report.solver == function
     assert report.rejected["make_chunks"].startswith("not self-contained: reads units")
     assert after.score >= before.score
     assert before.per_task("root_calls") >= 3 and after.per_task("root_calls") == 0
     assert all(run.solver_used for run in after.runs)
-    assert compiled.library.functions["find_magic_number"].provenance.program == "niah"
+    assert compiled.library.functions[function].provenance.program == family
 
 
 def test_on_oolong_no_function_solves_the_task_so_the_loop_still_runs():

@@ -14,8 +14,8 @@ def chars(context) -> int:
     return len(context) if isinstance(context, str) else sum(len(doc) for doc in context)
 
 
-def test_there_are_five_families():
-    assert NAMES == ["niah", "oolong", "pairs", "multihop", "codeqa"]
+def test_there_are_six_families():
+    assert NAMES == ["niah", "oolong", "pairs", "multihop", "codeqa", "logs"]
     with pytest.raises(ValueError, match="Unknown task family 'nope'; choose one of: niah, oolong"):
         get_family("nope")
 
