@@ -177,3 +177,11 @@ def test_a_failing_validator_is_reported_not_raised():
     assert "the validator failed on this submission (ZeroDivisionError" in result.trajectory[0]["output"]
     with pytest.raises(TypeError, match="validate must be a function"):
         RLM("context -> answer", validate="yes")
+
+
+def test_a_session_works_in_a_worker_process_too():
+    lm = by_history(["kept = context\nSUBMIT(answer='one')"], ["SUBMIT(answer=kept + context + context_1)"])
+    rlm = RLM("context -> answer", isolate_process=True)
+    with dspy.context(lm=lm), rlm.session() as chat:
+        chat(context="a")
+        assert chat(context="b").answer == "aba"

@@ -19,7 +19,7 @@ from dspy_rlm.errors import BudgetExceeded
 
 
 class CallBudget:
-    """A ceiling on sub-LLM calls shared by every sub-query of one RLM call."""
+    """A ceiling on sub-LLM calls shared by every sub-query of one RLM call (and of its child runs)."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -47,23 +47,16 @@ class CallBudget:
             self._used += n
 
 
-class BudgetShare:
+class BudgetShare(CallBudget):
     """A child run's share of its parent's budget: at most `limit` calls of its own (None: no cap of its
     own), each also taken from the parent's budget, so the whole tree stays within one ceiling.
 
     A runaway child (one sub-query per line of a long text) then ends at its own cap instead of
     starving its siblings; `remaining` is what the child may still spend."""
 
-    def __init__(self, parent: CallBudget | BudgetShare, limit: int | None):
+    def __init__(self, parent: CallBudget, limit: int | None):
+        super().__init__(limit)  # type: ignore[arg-type]  (None: only the parent's ceiling)
         self.parent = parent
-        self.limit = limit
-        self.refusals = 0
-        self._used = 0
-        self._lock = threading.Lock()
-
-    @property
-    def used(self) -> int:
-        return self._used
 
     @property
     def remaining(self) -> int:

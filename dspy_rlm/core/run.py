@@ -17,7 +17,7 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 from dspy.utils.logging_utils import configure_dspy_loggers
 
 from dspy_rlm.core.approval import ApprovalLog, gated, needs_approval
-from dspy_rlm.core.budget import BudgetShare, CallBudget
+from dspy_rlm.core.budget import CallBudget
 from dspy_rlm.core.compaction import HistoryCompactor
 from dspy_rlm.core.config import RunConfig
 from dspy_rlm.core.events import step_event
@@ -59,7 +59,7 @@ class RLMRun:
 
     def __init__(self, config: RunConfig, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None, *,
                  tree: RunTree | None = None, depth: int = 1, deadline: Deadline | None = None,
-                 budget: CallBudget | BudgetShare | None = None, session: RLMSession | None = None):
+                 budget: CallBudget | None = None, session: RLMSession | None = None):
         """A root run makes its `tree`; a child (`core/recursion.py`) is given its parent's, its depth, and a
         deadline cut to its parent's step and its share of the budget; a session's run (`core/sessions.py`) uses the session's sandbox."""
         self.config = config

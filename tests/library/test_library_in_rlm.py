@@ -100,3 +100,16 @@ def test_a_solver_output_of_the_wrong_type_or_refused_by_validate_falls_back():
         prediction = _rlm(library, validate=lambda out: "must be even" if int(out["answer"]) % 2 else None)(context="a b c")
     assert prediction.solver == {"used": False, "error": "the solver's outputs failed validation: must be even"}
     assert len(lm.requests) == 1
+
+
+def test_library_functions_may_call_sub_models_and_their_calls_are_recorded():
+    from dspy_rlm.library import CallRecorder
+
+    ask = library_function('def ask_each(parts):\n    """One sub-model reply per part."""\n'
+                           '    return [llm_query("summarise: " + p) for p in parts]\n')
+    recorder = CallRecorder()
+    sub = ScriptedLM(lambda request: {"response": "S"})
+    with dspy.context(lm=steps("FINAL(str(ask_each(context.split())))")):
+        prediction = _rlm(CodeLibrary(functions=[ask]).recording(recorder), sub_lm=sub)(context="a b")
+    assert prediction.answer == "['S', 'S']" and prediction.usage["sub_calls"] == 2
+    assert [(c.function, c.args, c.result) for c in recorder.calls] == [("ask_each", (["a", "b"],), ["S", "S"])]

@@ -1,0 +1,1 @@
+"""Development tools of dspy-rlm (not installed with the package)."""
