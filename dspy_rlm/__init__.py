@@ -2,7 +2,8 @@
 
 The public face. Layers below it, from the bottom: `errors`, `settings` and
 `fileio`; `sandbox` (eryx, knows nothing of DSPy); `ingest` (files and folders
-as inputs, no DSPy either); `core` (the DSPy module); `lms` (models by name,
+as inputs, no DSPy either); `library` (the code library: harvested, tested,
+versioned functions, no DSPy); `core` (the DSPy module); `lms` (models by name,
 scripted, simulated); `observability` (spans, MLflow runs, the live display);
 `serving` (the pyfunc model); `integrations` (the `llm` plugin); `programs` and
 `optimizers` (task families, example programs, compiling them); `cli` (the

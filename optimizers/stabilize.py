@@ -90,7 +90,8 @@ class Stabilize(Teleprompter):
 
     def compile(self, student: dspy.Module, *, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None,
                 teacher: Any = None, traces: list[str] | None = None, **kwargs: Any) -> dspy.Module:
-        """A copy of `student` with the stabilized library on every RLM inside it.
+        """A copy of `student` with the stabilized library on every RLM inside it (`valset` defaults to
+        `trainset`, which then is not held out).
 
         `traces`: MLflow trace ids of earlier scored calls (the active store) to harvest from as well."""
         program = student.deepcopy()
@@ -223,6 +224,16 @@ def _rlms(program: dspy.Module) -> list[RLM]:
 
 
 def _attach(program: dspy.Module, library: CodeLibrary) -> None:
-    """Put `library` on every RLM in `program` (an attribute of each instance; the next call uses it)."""
-    for rlm in _rlms(program):
-        rlm.library = library if len(library) else None
+    """Put `library` on every RLM in `program` (an attribute of each instance; the next call uses it).
+
+    The solver answers the first RLM's task: an RLM of another task (other inputs or outputs) gets the
+    functions without `solve.py`."""
+    rlms = _rlms(program)
+    task = _task(rlms[0]) if rlms else None
+    for rlm in rlms:
+        own = library if _task(rlm) == task else library.without(SOLVER)
+        rlm.library = own if len(own) else None
+
+
+def _task(rlm: RLM) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(rlm.signature.input_fields), tuple(rlm.signature.output_fields)

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from dspy_rlm.cli.bench import depth
-from dspy_rlm.cli.bench.depth_run import check_answer, plan, setups
+from dspy_rlm.cli.bench.depth_run import check_answer, plan, setups, summarize, target_lines
 
 OURS_SYSTEM = ("Your input fields are:\n1. `variables_info` (str)\n2. `repl_history` (str)\n3. `iteration` (str)\n"
                "Your output fields are:\n1. `reasoning` (str)\n2. `code` (str)\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n"
@@ -159,10 +159,25 @@ def test_the_server_answers_after_its_latency_and_counts_by_role():
 
 def test_the_plan_interleaves_setups_within_each_latency():
     jobs = plan(setups(16), reps=2)
-    assert [(j["latency_s"], j["rep"], j["setup"]) for j in jobs[:5]] == [
-        (0.0, 0, "dspy-rlm"), (0.0, 0, "rlms"), (0.0, 0, "rlms-default"), (0.0, 0, "recursive-llm-default"),
-        (0.0, 1, "dspy-rlm")]  # recursive-llm did not finish above 4 children at once: its default only
-    assert len(jobs) == 16 and {j["concurrency"] for j in jobs if j["setup"].endswith("-default")} == {4}
+    assert [(j["latency_s"], j["rep"], j["setup"]) for j in jobs[:6]] == [
+        (0.0, 0, "dspy-rlm-16"), (0.0, 0, "rlms-16"), (0.0, 0, "dspy-rlm-4"), (0.0, 0, "rlms-4"),
+        (0.0, 0, "recursive-llm-4"), (0.0, 1, "dspy-rlm-16")]  # recursive-llm did not finish above 4 at once
+    assert len(jobs) == 20 and {(j["framework"], j["concurrency"]) for j in jobs} == {
+        ("dspy-rlm", 16), ("dspy-rlm", 4), ("rlms", 16), ("rlms", 4), ("recursive-llm", 4)}
+
+
+def test_ratios_compare_each_peer_with_dspy_rlm_at_the_same_concurrency():
+    chosen = setups(16)
+    seconds = {"dspy-rlm-16": 1.0, "rlms-16": 5.0, "dspy-rlm-4": 2.0, "rlms-4": 8.0, "recursive-llm-4": 9.0}
+    jobs = [{"setup": key, "latency_s": 0.0, "result": {"call_s": t, "requests": 102, "peak_tree_mb": 100.0,
+                                                         "answer_ok": key != "rlms-16", "failed_children": 0}}
+            for key, t in seconds.items()]
+    rows = {row["setup"]: row for row in summarize(jobs, chosen)}
+    assert rows["rlms-4"]["ratio_vs_ours"] == 4.0 and rows["rlms-4"]["ratio_vs_best"] == 8.0
+    assert rows["rlms-16"]["ratio_vs_ours"] == 5.0
+    [line] = target_lines(list(rows.values()))
+    assert "×16: 5.00× (not comparable: rlms answered 0/1 right)" in line and "×4: 4.00×" in line
+    assert line.endswith("**met**")  # only the comparable pair counts
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     batch.add_argument("--output", required=True, metavar="FILE", help="where the answers go: .parquet, .jsonl or .csv")
     batch.add_argument("--spark", metavar="MASTER", help="run on Spark: local[N] or spark://host:port "
                                                          "(needs pip install 'dspy-rlm[spark]'); default: in process")
-    batch.add_argument("--partitions", type=int, help="Spark tasks (default: one per 4 rows)")
+    batch.add_argument("--partitions", type=int, help="Spark tasks (default: one per 20 rows)")
     batch.add_argument("--metric", metavar="FAMILY|module:function",
                        help="score each row with a task family's metric (niah, oolong, ...) or a DSPy metric function; "
                             "the input needs the gold columns")
@@ -89,8 +89,7 @@ def run_job(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         result = _answer(args, table, batch_settings, console)
         seconds = time.perf_counter() - started
         if metric is not None:
-            totals = _score(table, result, metric, args, seconds, log)
-            result = totals.pop("_scored")
+            result, totals = _score(table, result, metric, args, seconds, log)
         else:
             totals = summary(result, seconds)
             if log is not None:
@@ -100,41 +99,48 @@ def run_job(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 def _answer(args: argparse.Namespace, table: Any, batch_settings: Any, console: Console) -> Any:
+    """The job's rows with a progress bar: rows in process, tasks on Spark."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
-        if not args.spark:
-            from dspy_rlm.serving.batch import run_batch
+                  console=console) as bar:
+        if args.spark:
+            return _on_spark(args, table, batch_settings, bar)
+        from dspy_rlm.serving.batch import run_batch
 
-            task = bar.add_task("rows (in process)", total=len(table))
-            return run_batch(args.model, table, batch_settings,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
-        from dspy_rlm.serving.spark import run_on_spark, spark_session
-
-        from pyspark.sql import SparkSession
-
-        task = bar.add_task(f"Spark tasks ({args.spark}, starting)", total=None)
-        running = SparkSession.getActiveSession()  # in a notebook or a test: use it, and leave it running
-        spark = running or spark_session(args.spark)
-        try:
-            bar.update(task, description=f"Spark tasks ({args.spark})")
-            result = run_on_spark(spark, args.model, table, batch_settings, partitions=args.partitions,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
-            bar.update(task, completed=bar.tasks[task].total or 1, total=bar.tasks[task].total or 1)
-            return result
-        finally:
-            if running is None:
-                spark.stop()
+        task = bar.add_task("rows (in process)", total=len(table))
+        return run_batch(args.model, table, batch_settings,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _score(table: Any, result: Any, metric: Any, args: argparse.Namespace, seconds: float, log: Any) -> dict:
+def _on_spark(args: argparse.Namespace, table: Any, batch_settings: Any, bar: Progress) -> Any:
+    from pyspark.sql import SparkSession
+
+    from dspy_rlm.serving.spark import run_on_spark, spark_session
+
+    task = bar.add_task(f"Spark tasks ({args.spark}, starting)", total=None)
+    running = SparkSession.getActiveSession()  # in a notebook or a test: use it, and leave it running
+    spark = running or spark_session(args.spark)
+    try:
+        bar.update(task, description=f"Spark tasks ({args.spark})")
+        result = run_on_spark(spark, args.model, table, batch_settings, partitions=args.partitions,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        total = bar.tasks[0].total or 1  # 1 when no progress was seen (a single task)
+        bar.update(task, completed=total, total=total)
+        return result
+    finally:
+        if running is None:
+            spark.stop()
+
+
+def _score(table: Any, result: Any, metric: Any, args: argparse.Namespace, seconds: float,
+           log: Callable | None) -> tuple[Any, dict[str, float]]:
+    """The result with its `score` column, and the totals (logged to the run when there is one)."""
     from dspy_rlm.serving.batch import load_program_model, model_outputs
     from dspy_rlm.serving.evaluate import aggregate, log_evaluation, score_rows
 
     model = load_program_model(args.model)
     inputs = list(model.unwrap_python_model().program.signature.input_fields)
     scored = score_rows(table, result, metric, outputs=model_outputs(model), inputs=inputs)
-    totals = log_evaluation(scored, seconds=seconds) if log is not None else aggregate(scored, seconds)
-    return {**totals, "_scored": scored}
+    return scored, log_evaluation(scored, seconds=seconds) if log is not None else aggregate(scored, seconds)
 
 
 @contextlib.contextmanager
@@ -175,7 +181,7 @@ def print_totals(totals: dict[str, Any], args: argparse.Namespace) -> None:
     """The job's totals on stdout, and where the output and the MLflow run are."""
     from dspy_rlm.observability.report import print_figures
 
-    shown = {k: v for k, v in totals.items() if not k.startswith("_")}
+    shown = dict(totals)
     shown["output"] = args.output
     if getattr(args, "run_id", None):
         shown["MLflow run"] = f"{args.run_id} in {args.tracking_uri}"

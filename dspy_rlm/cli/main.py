@@ -71,10 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_serve_sim(commands)
     bench = commands.add_parser("bench", help="benchmark dspy.RLM (Deno/Pyodide, EryxInterpreter), dspy_rlm.RLM and an exec floor")
-    bench.add_argument("--suite", choices=["compare", "core", "depth", "batch"], default="compare",
+    bench.add_argument("--suite", choices=["compare", "core", "depth", "batch", "modules"], default="compare",
                        help="compare: the four setups side by side (default); core: dspy_rlm.RLM's own targets; "
                             "depth: max_depth=2 beside rlms 0.1.3 (issue 12); "
-                            "batch: rows/s in process vs Spark local[1] and local[2] (issue 14)")
+                            "batch: rows/s in process vs Spark local[1] and local[2] (issue 14); "
+                            "modules: dspy.Flex, CodeAct and ProgramOfThought on Deno vs eryx (issue 17)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (about 2 minutes)")
     bench.add_argument("--out", default="bench_results", help="folder for the JSON, markdown and PNG results")
     bench.add_argument("--tracking-uri", default=settings.TRACKING_URI, help="MLflow store ('' to disable)")
@@ -158,6 +159,11 @@ def _run_command(args: argparse.Namespace) -> int:
             from dspy_rlm.cli.bench.depth_run import run_depth_bench
 
             run_depth_bench(reps=1 if args.quick else 3, out=args.out)
+            return 0
+        if args.suite == "modules":
+            from dspy_rlm.cli.bench.modules import run_modules_bench
+
+            run_modules_bench(out=args.out, quick=args.quick)
             return 0
         if args.suite == "batch":
             from dspy_rlm.cli.bench.batch import run_batch_bench

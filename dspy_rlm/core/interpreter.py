@@ -36,7 +36,7 @@ from dspy.primitives.facade import is_reserved_sandbox_name
 from dspy.utils.callback import with_callbacks
 
 from dspy_rlm import settings
-from dspy_rlm.core.interpreter_facade import SHIM_SETUP, facade_variables, install_code, is_facade_tool
+from dspy_rlm.core.interpreter_facade import SHIM_SETUP, facade_variables, install_code, is_facade_tool, sync_tools_code
 from dspy_rlm.core.interpreter_repl import echo_setup, step_output, with_echo
 from dspy_rlm.core.interpreter_values import keywords, loadable, tool_result
 from dspy_rlm.core.outputs import termination_code
@@ -65,14 +65,15 @@ _FACADE_OFF = (
 )
 
 
-def _describe(step_timeout_s: float, memory_mb: int) -> str:
+def _describe(step_timeout_s: float, memory_mb: int, facade: bool = True) -> str:
     timeout = f"{step_timeout_s / 60:g} minutes" if step_timeout_s >= 120 else f"{step_timeout_s:g} seconds"
     return (
         "Python 3.14 runs in a WebAssembly sandbox (CPython on wasmtime, via pyeryx) inside the host process. "
         "Variables persist across steps; the inputs are loaded once, not re-sent each step. Only the standard "
         "library is available: no network, no subprocesses, no files. Call llm_query, llm_query_batched and the "
-        "tools as ordinary synchronous functions, also inside your own functions and loops (not in lambdas). "
-        "A last-line expression is printed as in a Python REPL. "
+        + ("tools as ordinary synchronous functions, from anywhere (functions, methods, lambdas). " if facade else
+           "tools as ordinary synchronous functions, also inside your own functions and loops (not in lambdas). ")
+        + "A last-line expression is printed as in a Python REPL (a str value is returned as it is). "
         f"A step may run for {timeout} and use {memory_mb:,} MiB; a step that exceeds either is stopped and the "
         "sandbox restarts: your variables are lost, the inputs stay. exit() is disabled."
     )
@@ -117,8 +118,8 @@ class EryxInterpreter:
         self.max_output_chars = max_output_chars
         self.isolate_process = isolate_process  # the guest in a worker process: see IsolatedSandbox
         self.facade = facade
-        if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB:
-            self.execution_instructions = _describe(step_timeout, max_memory_mb)
+        if step_timeout != DEFAULT_STEP_TIMEOUT_S or max_memory_mb != DEFAULT_MEMORY_MB or not facade:
+            self.execution_instructions = _describe(step_timeout, max_memory_mb, facade)
         self._lock = threading.RLock()
         self._sandbox: Sandbox | IsolatedSandbox | None = None
         self._closed = False
@@ -126,6 +127,7 @@ class EryxInterpreter:
         self._initial_tools: frozenset[str] = frozenset()  # host functions of the Sandbox
         self._bound_tools: set[str] = set()  # names with a guest function
         self._bound_outputs: list[str] = []
+        self._rebind = False  # set through `_tools_registered = False`
 
     @classmethod
     def factory(cls, **options: Any) -> Callable[[], EryxInterpreter]:
@@ -200,7 +202,8 @@ class EryxInterpreter:
             finally:
                 _EXECUTING.reset(token)
             if result.restarted:  # guest functions defined by later bind steps are gone
-                self._bound_tools = set(self._initial_tools)
+                if not self.facade:
+                    self._bound_tools = set(self._initial_tools)
                 self._bound_outputs = []
         return _outcome(result)
 
@@ -233,7 +236,9 @@ class EryxInterpreter:
             raise CodeInterpreterError(f"Could not load variables {sorted(values)} into the sandbox: {exc}") from exc
 
     def _build(self) -> Sandbox | IsolatedSandbox:
-        names = [name for name in self._tool_names() if not is_facade_tool(name)]  # those: bound by _bind
+        # With the facade on, every tool is a synchronous guest function over the bridge (bound by _bind),
+        # as on Pyodide; without it, tools are eryx callbacks the sandbox's await rewrite reaches.
+        names = [] if self.facade else self._tool_names()
         ref = weakref.ref(self)  # eryx holds the callbacks: no strong cycle through it
         functions = {name: _host_tool(ref, name) for name in names}
         functions[_DISPATCH] = functools.partial(_dispatch, ref)
@@ -256,13 +261,23 @@ class EryxInterpreter:
 
     def _bind(self) -> None:
         """Define guest functions for tools added since the start, and follow changed outputs."""
+        if self._rebind:
+            self._rebind = False
+            self._bound_outputs = []
+            if not self.facade:  # synchronous tools are setup code: they stay
+                self._bound_tools = set(self._initial_tools)
         code = []
         # The facade's tools are defined with its shim (see execute and interpreter_facade).
         new = [name for name in self._tool_names() if name not in self._bound_tools and not is_facade_tool(name)]
         for name in new:
             if not is_identifier(name) or name.startswith("__"):
                 raise CodeInterpreterError(f"Invalid tool name: {name!r}")
-            code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
+            if not self.facade:
+                code.append(f"async def {name}(*args, **kwargs):\n    return await {_DISPATCH}({name!r}, *args, **kwargs)")
+        if new and self.facade:  # as setup code: protected, and defined again after a restart
+            result = self._sandbox.extend_setup(sync_tools_code(new, _DISPATCH))
+            if result.error:
+                raise CodeInterpreterError(f"Could not register tools in the sandbox: {result.error}")
         outputs = self._output_names()
         if outputs != self._bound_outputs:
             code.append(f"_RLM_OUTPUTS[:] = {outputs!r}")
@@ -275,6 +290,16 @@ class EryxInterpreter:
         result = self._sandbox.run(code)
         if result.error:
             raise CodeInterpreterError(f"Could not register tools or outputs in the sandbox: {result.error}")
+
+    @property
+    def _tools_registered(self) -> bool:
+        """`dspy.PythonInterpreter`'s flag, which dspy.RLM (and DSPy's tests) set to False to
+        have tools and outputs registered again: here the next `execute` binds them again."""
+        return self._sandbox is not None and not self._rebind
+
+    @_tools_registered.setter
+    def _tools_registered(self, value: bool) -> None:
+        self._rebind = not value
 
     def _tool_names(self) -> list[str]:
         # Of the reserved names (`__dspy_*`), only the facade's two tools are exposed, and only with it on.

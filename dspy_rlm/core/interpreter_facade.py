@@ -17,7 +17,7 @@ from typing import Any
 
 from dspy.primitives.facade import CALL_TOOL, CONSTRUCT_TOOL, SHIM_SETUP, is_reserved_sandbox_name
 
-__all__ = ["FACADE_TOOLS", "SHIM_SETUP", "facade_variables", "install_code", "is_facade_tool"]
+__all__ = ["FACADE_TOOLS", "SHIM_SETUP", "facade_variables", "install_code", "is_facade_tool", "sync_tools_code"]
 
 FACADE_TOOLS = (CONSTRUCT_TOOL, CALL_TOOL)
 
@@ -29,14 +29,21 @@ def is_facade_tool(name: str) -> bool:
     return name in FACADE_TOOLS
 
 
+def sync_tools_code(names: list[str], dispatch: str) -> str:
+    """Guest code defining each tool in `names` as a plain function that calls the host function
+    `dispatch(name, ...)` through the sandbox's bridge and waits: callable from any frame, as on Pyodide."""
+    # `dispatch` is spelled in two pieces: the sandbox's await rewrite would otherwise see the name of
+    # an async host function and parse the whole code (DSPy's shim: about 70 ms a forward) for nothing.
+    target = f"{dispatch[:2]!r} + {dispatch[2:]!r}"
+    return "\n".join(f"def {name}(*args, **kwargs):\n"
+                     f"    return __import__('_rlm_host').call_as({name!r}, {target}, {name!r}, *args, **kwargs)"
+                     for name in names)
+
+
 def install_code(assignments: str, dispatch: str) -> str:
-    """Guest code installing the facade: its tools as synchronous functions calling the host
-    function `dispatch(name, ...)` through the bridge, its variables (`assignments`), then
-    DSPy's shim, unchanged."""
-    tools = [f"def {name}(*args, **kwargs):\n"
-             f"    return __import__('_rlm_host').call_sync({dispatch!r}, {name!r}, *args, **kwargs)"
-             for name in FACADE_TOOLS]
-    return "\n".join([*tools, assignments, SHIM_SETUP])
+    """Guest code installing the facade: its tools (`sync_tools_code`), its variables
+    (`assignments`), then DSPy's shim, unchanged."""
+    return "\n".join([sync_tools_code(list(FACADE_TOOLS), dispatch), assignments, SHIM_SETUP])
 
 
 def facade_variables(variables: Mapping[str, Any]) -> tuple[dict[str, Any], str]:

@@ -38,7 +38,7 @@ def library_section(library: CodeLibrary | None) -> str:
     return library.prompt_section() if library is not None else ""
 
 
-def solver_code(input_names: list[str]) -> str:
+def solver_step_code(input_names: list[str]) -> str:
     """The step that runs the solver and submits what it returns."""
     arguments = ", ".join(f"{name}={name}" for name in input_names)
     return (f"{SOLVER_STEP_TAG}\n_solved = solve({arguments})\n"
@@ -53,7 +53,7 @@ def try_solver(run: Any) -> dict[str, Any] | None:
     if library is None or library.solver is None or run.sandbox is None:
         return None
     started = time.perf_counter()
-    code = solver_code(list(run.config.signature.input_fields))
+    code = solver_step_code(list(run.config.signature.input_fields))
     try:
         result = run.sandbox.run(code, timeout_s=run.deadline.bound(run.config.sandbox_limits.step_timeout_s))
     except SandboxError as error:
@@ -71,7 +71,7 @@ def try_solver(run: Any) -> dict[str, Any] | None:
     run.solver = {"used": False, "error": problem.strip()[-2_000:]}
     run._record(0, "The library's solver ran first.", code, f"{result.observation}\n{FALLBACK_NOTE}",
                     result.error_kind or "output", started)
-    run.consecutive_errors = 0  # the solver's failure is not the model's
+    run.tree.errors.record(failed=False)  # the solver's failure is not the model's: no error streak
     return None
 
 

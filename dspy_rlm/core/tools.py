@@ -78,6 +78,8 @@ def tool_docs(tools: dict[str, Tool]) -> str:
     lines = ["", "Tools (host functions; arguments and results are JSON):"]
     for tool in tools.values():
         desc = (tool.desc or "No description").replace("\n", " ")
+        if getattr(tool, "side_effects", False):  # dspy_rlm.Tool(fn, side_effects=True): see core/approval.py
+            desc += " [Has side effects: each call must be approved first and may be refused with an error.]"
         lines.append(f"- `{tool.name}{_signature_text(tool)}`: {desc}")
     return "\n".join(lines)
 

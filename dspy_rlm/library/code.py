@@ -162,12 +162,3 @@ def called_names(code: str) -> set[str]:
     except SyntaxError:
         return set()
     return {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-
-
-def function_named(code: str, name: str) -> bool:
-    """Whether `code` (top level) defines a function `name`."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return False
-    return any(isinstance(node, ast.FunctionDef) and node.name == name for node in tree.body)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dspy_rlm.library.code import DefinedFunction, defined_functions, imported_names, normalise
+from dspy_rlm.library.code import DefinedFunction, called_names, defined_functions, imported_names, normalise
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,7 @@ def _reject_callers_of_rejected(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def _calls(candidate: Candidate) -> set[str]:
-    tree = ast.parse(candidate.code)
-    return {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return called_names(candidate.code)
 
 
 def solver_code(function: str, parameters: Sequence[str], inputs: Sequence[str], outputs: Sequence[str],

@@ -56,7 +56,7 @@ class LibraryFunction:
         return self.provenance.header() + self.source.code
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CodeLibrary:
     """Functions that accumulate across runs; see the module docstring.
 
@@ -95,6 +95,10 @@ class CodeLibrary:
             return cls(library)
         raise TypeError(f"library must be a CodeLibrary or a folder path, got {type(library).__name__}: "
                         "write library=CodeLibrary('lib/') or library='lib/'")
+
+    def __repr__(self) -> str:
+        where = f"{str(self.path)!r}, " if self.path is not None else ""
+        return f"CodeLibrary({where}functions={self.names})"
 
     # -- what it holds -----------------------------------------------------
 
@@ -135,7 +139,7 @@ class CodeLibrary:
         kept, used = [], 0
         for number, line in enumerate(lines):
             last = number == len(lines) - 1
-            more = f"- ... and {len(lines) - number} more (help(name) shows any function's docstring)"
+            more = f"- ... and {len(lines) - number} more (print(name.__doc__) shows a function's docstring)"
             if used + len(line) + (0 if last else len(more) + 1) > max_chars:
                 kept.append(more)
                 break
@@ -239,7 +243,7 @@ def parse_index(text: str) -> list[str]:
 def _folder_files(folder: Path) -> dict[str, str]:
     if not folder.is_dir():
         return {}
-    files = {p.name: p.read_text() for p in sorted(folder.glob("*.py"))}
+    files = {p.name: p.read_text() for p in sorted(folder.glob("*.py")) if not p.name.startswith("__")}
     files.update({f"{TESTS_FOLDER}/{p.name}": p.read_text() for p in sorted((folder / TESTS_FOLDER).glob("*.json"))})
     return files
 

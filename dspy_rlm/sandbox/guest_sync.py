@@ -48,11 +48,20 @@ def _receive(count):
     return data
 
 
-def call_sync(name, *args, **kwargs):
+def call_sync(name, /, *args, **kwargs):
     """Call host function `name` and wait for its result, from any frame (a method,
-    a property, __setattr__, a nested helper): no await needed."""
+    a property, __setattr__, a nested helper, a lambda): no await needed."""
+    return _call(name, name, args, kwargs)
+
+
+def call_as(label, name, /, *args, **kwargs):
+    """`call_sync(name, ...)`, with errors naming `label` (a tool behind a dispatching function)."""
+    return _call(label, name, args, kwargs)
+
+
+def _call(label, name, args, kwargs):
     connection = _connection()
-    request = _dumps([name, _encode_call(name, args, kwargs)], ensure_ascii=False).encode("utf-8")
+    request = _dumps([name, _encode_call(label, args, kwargs)], ensure_ascii=False).encode("utf-8")
     connection.sendall(_struct.pack(">I", len(request)) + request)
     (size,) = _struct.unpack(">I", _receive(4))
     kind, value = _loads(_receive(size).decode("utf-8"))
@@ -60,8 +69,8 @@ def call_sync(name, *args, **kwargs):
         return _loads(value)
     if kind == "limit":
         raise CallbackLimitError(
-            f"{name}: too many host function calls in one step (limit {_limits['calls']}); "
+            f"{label}: too many host function calls in one step (limit {_limits['calls']}); "
             "batch the work or spread it over several steps")
     if kind == "stop":
-        raise TimeoutError(f"{name}: {value}")
-    raise RuntimeError(f"{name}: {value}")
+        raise TimeoutError(f"{label}: {value}")
+    raise RuntimeError(f"{label}: {value}")

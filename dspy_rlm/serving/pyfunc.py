@@ -104,6 +104,9 @@ class RLMModel(PythonModel):
             except TypeError as error:
                 raise TypeError(f"the program {config.get('program')} does not take the batch job's limits "
                                 f"{sorted(overrides)} as keyword arguments: {error}") from error
+            if not hasattr(program, "signature"):
+                raise TypeError(f"batch records need a program with a `signature` (an RLM); "
+                                f"{config.get('program')} built a {type(program).__name__}")
             program.load(self.state)
             self._tuned[key] = program
         return self._tuned[key]

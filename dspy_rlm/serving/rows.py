@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import dspy
 
-from dspy_rlm.errors import DSPyRLMError, RLMError
+from dspy_rlm.errors import RLMError
 from dspy_rlm.sandbox.factory import factory_loaded
 
 USAGE_COLUMNS = {"root_calls": "long", "sub_calls": "long", "calls": "long", "tokens": "long", "cost": "double",
@@ -112,7 +112,7 @@ def answer_row(program: dspy.Module, row: dict[str, Any], inputs: list[str], out
     except RLMError as failure:
         error, partial = f"{type(failure).__name__}: {failure}", failure.best_answer or {}
         usage, trajectory = failure.usage or {}, failure.trajectory or []
-    except (DSPyRLMError, ValueError, TypeError) as failure:  # refused inputs, a bad row
+    except Exception as failure:  # noqa: BLE001  (refused inputs, a bad row, a model error: the row's, not the job's)
         error, usage, trajectory = f"{type(failure).__name__}: {failure}", {}, []
     if prediction is not None:
         usage, trajectory = prediction.get("usage") or {}, prediction.get("trajectory") or []

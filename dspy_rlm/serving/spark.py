@@ -26,7 +26,10 @@ from dspy_rlm.serving.batch import Progress, checked_inputs, joined, load_progra
 from dspy_rlm.serving.rows import BatchSettings, record_columns, spark_schema
 
 ROW_ID = "__dspy_rlm_row"
-ROWS_PER_PARTITION = 4  # small tasks: rows spread evenly over the workers, and progress moves often
+# Rows per Spark task. In local mode MLflow's UDF loads the model once per task (about 0.1-0.5 s), so a
+# task should hold many rows; a few tasks per worker still balance the load and let progress move.
+ROWS_PER_PARTITION = 20
+ROWS_PER_BATCH = 4  # rows per Arrow batch (one `predict` call each): a row's record comes back soon
 
 
 def require_pyspark() -> Any:
@@ -58,7 +61,7 @@ def spark_session(master: str = "local[2]", *, app_name: str = "dspy-rlm-batch",
         "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false", "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": "4", "spark.python.worker.reuse": "true",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(ROWS_PER_PARTITION),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(ROWS_PER_BATCH),
         **({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
            if master.startswith("local") else {}),
         **(config or {}),

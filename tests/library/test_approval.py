@@ -64,6 +64,18 @@ def test_ask_prompts_on_the_terminal(monkeypatch, capsys, typed, allowed):
     assert bool(sent) is allowed and prediction.trajectory[0]["approvals"][0]["allowed"] is allowed
 
 
+def test_the_prompt_says_which_tools_need_approval():
+    from dspy_rlm.core.tools import normalize_tools, tool_docs
+
+    def send_mail(to: str) -> str:
+        """Send an e-mail."""
+        return to
+
+    docs = tool_docs(normalize_tools([Tool(send_mail, side_effects=True), Tool(len, name="size")]))
+    assert "- `send_mail(to: str) -> str`: Send an e-mail. [Has side effects: each call must be approved" in docs
+    assert "size" in docs and docs.count("Has side effects") == 1
+
+
 def test_pure_tools_are_never_asked_about():
     prediction, _ = _run("deny", "print(word_count('a b c'))")
     assert "3" in prediction.trajectory[0]["output"] and prediction.trajectory[0]["approvals"] == []

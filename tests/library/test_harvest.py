@@ -7,7 +7,7 @@ import pytest
 
 from dspy_rlm import RLM, CodeLibrary, Stabilize
 from dspy_rlm.library import HarvestedRun, candidates_from_steps, library_function, run_tests
-from tests.library.conftest import FIRST_RUN, word_counter
+from tests.library.conftest import COUNT_WORDS as COUNT_WORDS_SOURCE, FIRST_RUN, word_counter
 
 
 def _examples(*texts: str) -> list[dspy.Example]:
@@ -121,3 +121,44 @@ def test_stabilize_composes_with_another_optimizer_in_either_order():
     assert then_demos.library.files() == stabilized.library.files() and then_demos.generate_code.demos
     assert then_library.library.names == ["count_words"]
     assert len(then_library.generate_code.demos) == len(demos_first.generate_code.demos) >= 1
+
+
+def test_private_helpers_travel_with_their_caller_and_callers_of_rejected_functions_are_rejected():
+    code = '''
+rows = context.split()
+def _clean(word):
+    return word.strip('.,').lower()
+def tidy(words):
+    """The words, cleaned."""
+    return [_clean(w) for w in words]
+def first_row():
+    """The first row of the run."""
+    return rows[0]
+def first_tidy():
+    """The first row, cleaned."""
+    return tidy([first_row()])[0]
+'''
+    found = {c.name: c for c in candidates_from_steps([HarvestedRun("r", 1.0, [{"code": code}])], 1.0)}
+    assert sorted(found) == ["first_row", "first_tidy", "tidy"]
+    assert found["tidy"].problem is None and "def _clean(word):" in found["tidy"].code
+    assert library_function(found["tidy"].code).source.signature == "tidy(words)"
+    assert found["first_row"].problem.startswith("not self-contained: reads rows")
+    assert found["first_tidy"].problem == "calls first_row, which was rejected"
+
+
+def test_in_a_program_of_two_rlms_the_solver_goes_only_to_the_rlms_of_the_first_ones_task():
+    from dspy_rlm.library import CodeLibrary as Library
+    from dspy_rlm.optimizers.stabilize import _attach
+
+    class TwoSteps(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.count = RLM("context -> answer")
+            self.again = RLM("context -> answer")
+            self.other = RLM("text -> summary")
+
+    solve = library_function('def solve(context):\n    """All."""\n    return {"answer": context}\n')
+    program = TwoSteps()
+    _attach(program, Library(functions=[library_function(COUNT_WORDS_SOURCE), solve]))
+    assert program.count.library.names == program.again.library.names == ["count_words", "solve"]
+    assert program.other.library.names == ["count_words"]

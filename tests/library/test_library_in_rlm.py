@@ -79,8 +79,8 @@ def test_a_solver_that_answers_ends_the_call_with_zero_root_model_requests():
 def test_a_solver_that_raises_hands_over_to_the_loop_with_its_error_shown():
     library = CodeLibrary(functions=[library_function(COUNT_WORDS), library_function(SOLVE)])
     lm = steps("FINAL('0')")
-    with dspy.context(lm=lm):
-        prediction = _rlm(library)(context="   ")
+    with dspy.context(lm=lm):  # the solver's failure is not a failed step of the model's
+        prediction = _rlm(library, max_consecutive_errors=1)(context="   ")
     assert prediction.answer == "0"
     assert prediction.solver["used"] is False and "the context is empty" in prediction.solver["error"]
     history = lm.requests[0].field("repl_history")

@@ -103,3 +103,9 @@ def test_the_bridge_serves_only_the_guest_holding_its_token(make):
         except ConnectionResetError:
             answer = b""
         assert answer == b""  # closed without an answer
+
+
+def test_keyword_arguments_may_use_any_name(make):
+    sandbox = make({}, {"echo": lambda **kw: sorted(kw)}, sync_calls=True)
+    result = sandbox.run("import _rlm_host\nprint(_rlm_host.call_sync('echo', name=1, label=2, args=3))")
+    assert result.stdout == "['args', 'label', 'name']\n"

@@ -5,11 +5,12 @@
 `scripts/dspy_tests.sh DSPY_CHECKOUT` runs the interpreter-related test files both ways.
 
 * `eryx`: `EryxInterpreter` wherever DSPy's tests would get `PythonInterpreter`:
-  `dspy.configure(interpreter_factory=...)` before each test (modules built on their default
-  factory), and the names `dspy.PythonInterpreter` and `PythonInterpreter` in DSPy's test modules
-  and conftest are bound to `SuiteInterpreter`, an `EryxInterpreter` taking `PythonInterpreter`'s
-  arguments (its Deno permission options raise, naming themselves). A test that still starts Deno
-  fails loudly (`_ensure_deno_process` raises), so no pass can come from Deno.
+  `dspy.configure(interpreter_factory=...)` before each test, and `PythonInterpreter(...)` itself
+  (called by a test, a fixture or DSPy's default factory) returns a `SuiteInterpreter`, an
+  `EryxInterpreter` taking `PythonInterpreter`'s arguments (its Deno permission options raise,
+  naming themselves). `deno` is on PATH (DSPy skips
+  some tests without it), but a test that still starts Deno fails loudly (`_ensure_deno_process`
+  raises), so no pass can come from Deno.
 * `deno`: DSPy's `PythonInterpreter` as it is, on the offline Deno + Pyodide of `dspy-rlm bench`
   (deno from npm on PATH, DENO_DIR with Pyodide; the runner's one deno.land import is mapped to a
   local port of it by an import map added to the default command).
@@ -46,27 +47,41 @@ class SuiteInterpreter(EryxInterpreter):
         super().__init__(tools=tools, output_fields=output_fields, callbacks=callbacks)
 
 
+def _suite_instead(cls, *args, **kwargs):
+    if cls is REAL:
+        return SuiteInterpreter(*args, **kwargs)  # not a REAL instance, so REAL.__init__ does not run
+    return object.__new__(cls)
+
+
 def _no_deno(self):
     raise CodeInterpreterError("dspy_suite (eryx run): this test started Deno, which the eryx run does not use")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if MODE == "eryx":
-        dspy.PythonInterpreter = SuiteInterpreter
+        # Every construction of PythonInterpreter (by a test, a fixture or DSPy's own default factory)
+        # makes a SuiteInterpreter; DSPy's names stay bound to the real class, so its own checks hold.
+        REAL.__new__ = _suite_instead
         REAL._ensure_deno_process = _no_deno
+        _deno_on_path()  # DSPy skips some tests when `deno` is not on PATH; none of them may start it here
     elif MODE == "deno":
         _use_offline_deno()
     else:
         raise pytest.UsageError(f"DSPY_SUITE_INTERPRETER must be 'eryx' or 'deno', got {MODE!r}")
 
 
-def _use_offline_deno() -> None:
+def _deno_on_path():
     from dspy_rlm.cli.bench.deno import ensure_deno
 
     runtime, why = ensure_deno(say=lambda text: print(f"dspy_suite: {text}", file=sys.stderr))
     if runtime is None:
         raise pytest.UsageError(f"offline Deno is not available: {why}")
     os.environ["PATH"] = f"{Path(runtime.deno).parent}{os.pathsep}{os.environ['PATH']}"
+    return runtime
+
+
+def _use_offline_deno() -> None:
+    runtime = _deno_on_path()
     os.environ.update({"DENO_DIR": runtime.deno_dir, "DENO_NO_UPDATE_CHECK": "1"})
     original = REAL.__init__
 
@@ -77,16 +92,6 @@ def _use_offline_deno() -> None:
             self.deno_command[2:2] = [f"--import-map={runtime.import_map}"]
 
     REAL.__init__ = init
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    if MODE != "eryx":
-        return
-    root = str(Path(session.config.rootpath).resolve())
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None) or ""
-        if path.startswith(root) and getattr(module, "PythonInterpreter", None) is REAL:
-            module.PythonInterpreter = SuiteInterpreter
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ SCRIPTS: dict[tuple[str, str], list[str]] = {
         "print(len(results), results[:3])",
         "values = [r.split()[0] for r in results]\n"
         "total = sum(int(v) for v in values if v.isdigit())\n"
-        "platforms = '+'.join(sorted({r.split()[-1] for r in results}))\n"
+        "platforms = '+'.join(sorted({r.split()[-1] for r in results if r.split()[0].isdigit()})) or 'none'\n"
         "SUBMIT(answer=f'{total} {platforms} {sum(not v.isdigit() for v in values)}')",
     ],
     ("dspy-rlm", "child"): [
@@ -47,7 +47,7 @@ SCRIPTS: dict[tuple[str, str], list[str]] = {
         "lines = context.splitlines()\nresults = rlm_query_batched(lines)\nprint(len(results), results[:3])",
         "values = [r.split()[0] for r in results]\n"
         "total = sum(int(v) for v in values if v.isdigit())\n"
-        "platforms = '+'.join(sorted({r.split()[-1] for r in results}))\n"
+        "platforms = '+'.join(sorted({r.split()[-1] for r in results if r.split()[0].isdigit()})) or 'none'\n"
         "answer['content'] = f'{total} {platforms} {sum(not v.isdigit() for v in values)}'\n"
         "answer['ready'] = True",
     ],
@@ -62,7 +62,7 @@ SCRIPTS: dict[tuple[str, str], list[str]] = {
         "print(len(results), results[:3])",
         "values = [r.split()[0] for r in results]\n"
         "total = sum(int(v) for v in values if v.isdigit())\n"
-        "platforms = '+'.join(sorted({r.split()[-1] for r in results}))\n"
+        "platforms = '+'.join(sorted({r.split()[-1] for r in results if r.split()[0].isdigit()})) or 'none'\n"
         "answer['content'] = f'{total} {platforms} {sum(not v.isdigit() for v in values)}'\n"
         "answer['ready'] = True",
     ],
