@@ -32,4 +32,8 @@ for mode in $MODES; do
       -p no:cacheprovider --deno -q -rfEs --continue-on-collection-errors --timeout=300 -W ignore::DeprecationWarning \
       --junitxml="$OUT/$mode.xml" "${FILES[@]}") | tee "$OUT/$mode.txt" | tail -n 80 || status=1
 done
+if [[ -f "$OUT/deno.xml" && -f "$OUT/eryx.xml" ]]; then
+  echo "==> eryx failures by reason (tools/dspy_suite/compare.py)"
+  PYTHONPATH="$ROOT" "$PY" -m tools.dspy_suite.compare "$OUT" | tee "$OUT/compare.txt" | head -n 3
+fi
 exit $status

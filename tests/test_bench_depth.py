@@ -174,9 +174,9 @@ def test_ratios_compare_each_peer_with_dspy_rlm_at_the_same_concurrency():
             for key, t in seconds.items()]
     rows = {row["setup"]: row for row in summarize(jobs, chosen)}
     assert rows["rlms-4"]["ratio_vs_ours"] == 4.0 and rows["rlms-4"]["ratio_vs_best"] == 8.0
-    assert rows["rlms-16"]["ratio_vs_ours"] == 5.0
+    assert rows["rlms-16"]["call_s"] is None and rows["rlms-16"]["ratio_vs_ours"] is None  # wrong: not timed
     [line] = target_lines(list(rows.values()))
-    assert "×16: 5.00× (not comparable: rlms answered 0/1 right)" in line and "×4: 4.00×" in line
+    assert "×16" not in line and "×4: 4.00×" in line
     assert line.endswith("**met**")  # only the comparable pair counts
 
 

@@ -3,7 +3,7 @@
 Ported from stanfordnlp/dspy `tests/primitives/test_python_interpreter.py` (the tests of
 `dspy.PythonInterpreter`), with the Deno-, Pyodide- and JSON-RPC-specific ones left out; the
 callback tests are in test_interpreter_dspy_callbacks.py. Each test keeps DSPy's name; where
-EryxInterpreter differs on purpose, the line says so (README, "`dspy.RLM` on this sandbox"):
+EryxInterpreter differs on purpose, the line says so (README, "DSPy's code-running modules on this sandbox"):
 
 - a last-line expression that is not a str is printed as a REPL does, so `execute("1 + 1")` returns
   the text "2\\n", where PythonInterpreter returns the value 2 (the JSON of it); a str is returned as is;

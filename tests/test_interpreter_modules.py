@@ -212,3 +212,15 @@ def test_gepa_optimises_flex_code_end_to_end_on_eryx():
         assert optimized.module_src.strip() == PROPOSAL  # the rewritten source won
         assert optimized(question="gh").answer == "GH"  # and runs on eryx
     assert student.module_src != PROPOSAL  # the baseline was not edited in place
+
+
+def test_facade_off_keeps_the_network_closed_and_dspy_rlm_degrades(caplog):
+    interpreter = EryxInterpreter(facade=False)
+    with interpreter:
+        assert interpreter.execute("print(1)") == "1\n"
+        assert interpreter._sandbox._bridge is None  # no loopback endpoint, no network
+    lm = DummyLM([{"reasoning": "r", "code": "```python\nSUBMIT(answer='ok')\n```"}])
+    rlm = dspy.RLM("question -> answer", max_iters=2, interpreter_factory=EryxInterpreter.factory(facade=False))
+    with caplog.at_level(logging.WARNING, logger="dspy.predict.rlm"), dspy.context(lm=lm):
+        assert rlm(question="q").answer == "ok"
+    assert "sub-agents are unavailable on EryxInterpreter" in caplog.text

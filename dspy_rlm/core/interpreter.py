@@ -1,25 +1,26 @@
 """`EryxInterpreter`: DSPy's `CodeInterpreter` protocol on this project's eryx sandbox.
 
-`dspy.RLM(sig, interpreter_factory=EryxInterpreter)` runs DSPy's own RLM with its code
-executed by `dspy_rlm.sandbox.Sandbox` (CPython on WebAssembly, in-process) instead
-of Deno + Pyodide:
+`dspy.configure(interpreter_factory=EryxInterpreter)` (or `interpreter_factory=` per module) runs
+the code of dspy.RLM, dspy.Flex, dspy.CodeAct and dspy.ProgramOfThought in
+`dspy_rlm.sandbox.Sandbox` (CPython on WebAssembly, in-process) instead of Deno + Pyodide:
 
 * tools (including the `llm_query` / `llm_query_batched` that dspy.RLM injects) are host
-  functions; model code calls them synchronously, the sandbox rewrites the calls;
+  functions, bound in the guest as plain functions over the sandbox's synchronous-call bridge,
+  so code calls them from any frame, as on Pyodide (`facade=False`: eryx callbacks, reached by
+  the sandbox's await rewrite);
+* DSPy's sandbox `dspy` facade (dspy.Flex, and dspy.RLM sub-agents written with `import dspy`)
+  runs unchanged, as setup code that a restart installs again (`interpreter_facade`);
 * `variables` passed to `execute()` are loaded through the sandbox's read-only mount,
   and only when they change: dspy.RLM passes its inputs on every step, and a 10 MB
   context is then loaded once rather than re-sent as a literal each step;
-* output is returned as printed (trailing newline kept); tool results reach the code converted
-  by `dspy.PythonInterpreter`'s rules (`interpreter_values`), and callbacks see the raw result;
+* output is returned as printed (trailing newline kept); a last-line expression's str value is
+  the output itself, as on Pyodide (`dspy.Flex` reads its result so), other values are printed
+  as a REPL does (`interpreter_repl`); tool results reach the code converted by
+  `dspy.PythonInterpreter`'s rules (`interpreter_values`), and callbacks see the raw result;
 * a lazy start inside `execute()` goes through `start()`, so `on_interpreter_startup_*` fire;
 * `SUBMIT(...)` returns `FinalOutput`; dspy.RLM validates the types on the host;
 * a failing step raises `CodeExecutionError` (or `SyntaxError`) and the session goes on;
   timeouts and memory exhaustion restart the guest (the inputs come back).
-
-* a last-line expression returns a str value as the output itself, as Pyodide does
-  (`dspy.Flex` reads its result that way); other values are printed as a REPL does;
-* DSPy's sandbox `dspy` facade (dspy.Flex, and dspy.RLM sub-agents written with `import dspy`)
-  runs unchanged: its two host tools are synchronous guest functions (`interpreter_facade`).
 """
 
 from __future__ import annotations

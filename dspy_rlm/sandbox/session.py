@@ -160,6 +160,8 @@ class Sandbox:
         except BaseException:
             self._session = None
             self._cleanup()
+            if self._bridge is not None:
+                self._bridge.close()
             raise
 
     def _create_session(self, folder: str, functions: Mapping[str, Callable[..., Any]]) -> eryx.Session:

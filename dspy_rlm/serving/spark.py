@@ -99,16 +99,19 @@ def run_on_spark(spark: Any, model_uri: str, table: pd.DataFrame, settings: Batc
     answered = (spark.createDataFrame(frame).repartition(partitions)
                 .withColumn("record", udf(F.struct(*[F.col(name) for name in inputs])))
                 .select(ROW_ID, "record.*"))
-    with _watching(spark, progress):
+    with _watching(spark, progress, partitions):
         records = answered.toPandas().sort_values(ROW_ID).drop(columns=[ROW_ID])
     return joined(table, records.reindex(columns=record_columns(outputs)))
 
 
 class _watching:
-    """Report finished tasks of the running job to `progress` from a thread, while the block runs."""
+    """Report finished tasks of the UDF's stage (the one with `partitions` tasks) to `progress` from a
+    thread while the block runs; the count only goes up (a finished stage leaves the tracker's active list)."""
 
-    def __init__(self, spark: Any, progress: Progress | None, every: float = 0.25):
-        self.tracker, self.progress, self.every = spark.sparkContext.statusTracker(), progress, every
+    def __init__(self, spark: Any, progress: Progress | None, partitions: int, every: float = 0.25):
+        self.tracker, self.progress, self.partitions, self.every = spark.sparkContext.statusTracker(), progress, \
+            partitions, every
+        self.done = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, name="dspy-rlm-spark-progress", daemon=True)
 
@@ -125,6 +128,7 @@ class _watching:
     def _poll(self) -> None:
         while not self.stop.wait(self.every):
             stages = [self.tracker.getStageInfo(s) for s in self.tracker.getActiveStageIds()]
-            stages = [s for s in stages if s is not None and s.numTasks > 1]  # the UDF's stage, not a 1-task plan
-            if stages:
-                self.progress(sum(s.numCompletedTasks for s in stages), sum(s.numTasks for s in stages))
+            done = [s.numCompletedTasks for s in stages if s is not None and s.numTasks == self.partitions]
+            if done and max(done) > self.done:
+                self.done = max(done)
+                self.progress(self.done, self.partitions)

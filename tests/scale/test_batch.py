@@ -58,26 +58,26 @@ def test_the_settings_of_a_job_reach_every_row(niah_model, niah_table):
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_the_command_answers_and_scores_a_file_and_tracks_the_run(niah_model, niah_table, tmp_path, suffix, capsys):
     source, answers = tmp_path / f"tasks{suffix}", tmp_path / f"answers{suffix}"
-    write_table(niah_table.iloc[:4], source)
+    write_table(niah_table.iloc[:2], source)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = main(["batch", "--model", niah_model, "--input", str(source), "--output", str(answers),
                  "--metric", "niah", "--tracking-uri", store, "--max-concurrency", "8"])
     assert code == 0, capsys.readouterr().err
     written = read_table(answers)
-    assert [str(a) for a in written["answer"]] == list(niah_table["answer"].iloc[:4])
-    assert [float(score) for score in written["score"]] == [1.0] * 4  # csv reads back text
+    assert [str(a) for a in written["answer"]] == list(niah_table["answer"].iloc[:2])
+    assert [float(score) for score in written["score"]] == [1.0] * 2  # csv reads back text
     out = capsys.readouterr().out
     assert "score_mean" in out and "rows_per_second" in out
     try:
         mlflow.set_tracking_uri(store)
         run = mlflow.search_runs(experiment_names=["dspy-rlm-batch"], output_format="list")[0]
-        assert run.data.metrics["score_mean"] == 1.0 and run.data.metrics["rows"] == 4
+        assert run.data.metrics["score_mean"] == 1.0 and run.data.metrics["rows"] == 2
         assert run.data.params["max_concurrency"] == "8" and run.data.params["spark"] == "in process"
         table = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/eval_rows.json"))
-        assert len(table["data"]) == 4
+        assert len(table["data"]) == 2
         mlflow.flush_trace_async_logging()
         traces = mlflow.search_traces(locations=[run.info.experiment_id], return_type="list")
-        assert len(traces) == 4  # one per row, each call traced in this process
+        assert len(traces) == 2  # one per row, each call traced in this process
     finally:
         mlflow.dspy.autolog(disable=True, silent=True)
 

@@ -1,6 +1,7 @@
 """`dspy-rlm bench`: dspy.RLM on Deno/Pyodide and on EryxInterpreter, dspy_rlm.RLM, and an
 in-process `exec` floor, on the same scripted workloads (suite `compare`); or the core
-module's own targets (suite `core`).
+module's own targets (suite `core`); or dspy.Flex, CodeAct and ProgramOfThought on Deno vs eryx
+(suite `modules`, modules.py).
 
     dspy-rlm bench [--suite compare|core] [--quick] [--out bench_results] [--tracking-uri URI]
 

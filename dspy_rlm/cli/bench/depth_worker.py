@@ -36,7 +36,8 @@ def run_dspy_rlm(job: dict) -> dict:
 
     lm = dspy.LM("openai/bench", api_base=job["api_base"], api_key="x", cache=False)
     rlm = RLM("context, query -> answer", max_depth=2, max_iters=job["max_iters"], max_llm_calls=job["max_llm_calls"],
-              max_concurrency=job["concurrency"], max_live_sandboxes=job["concurrency"], sandbox_factory=counting_factory)
+              max_concurrency=job["concurrency"], max_live_sandboxes=job["concurrency"],
+              sandbox_factory=counting_factory)
     began = time.perf_counter()
     with dspy.context(lm=lm):
         prediction = rlm(context=job["context"], query=job["query"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import threading
 import time
 import uuid
@@ -109,6 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # the server keeps its own log; stderr stays quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in two writes: with Nagle's algorithm on, the client's delayed ACK held
+        # each reply about 40 ms (48.7 ms per request, measured here), a cost no real endpoint adds.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") != "/v1/models":
