@@ -100,7 +100,7 @@ class Stabilize(Teleprompter):
             raise ValueError("Stabilize needs a program with at least one dspy_rlm.RLM inside it")
         valset = valset or trainset
         start = self.library or rlms[0].library or CodeLibrary()
-        self.program_name = self.program_name or _signature_text(rlms[0])
+        self._program_name = self.program_name or _signature_text(rlms[0])  # this compile's; the setting stays
         report = StabilizeReport()
         train = self._pass(program, start, trainset, "train", report)
         reserved = {*rlms[0].signature.input_fields, *start.names, SOLVER}
@@ -158,6 +158,10 @@ class Stabilize(Teleprompter):
             if not culprits:  # only together do they lower it: keep none of the called ones
                 culprits = {n: ("lowered the held-out score together with the others "
                                 f"({baseline.score:.3f} -> {with_all.score:.3f})", counts[n]) for n in pool if counts.get(n)}
+            if not culprits:  # lower, yet none was called (the listing alone changed the runs): keep none
+                culprits = {n: ("the held-out score dropped with the library listed "
+                                f"({baseline.score:.3f} -> {with_all.score:.3f}), and it was never called", 0)
+                            for n in pool}
             lowered.update(culprits)
             pool = {name: pair for name, pair in pool.items() if name not in culprits}
             if not pool:
@@ -209,7 +213,7 @@ class Stabilize(Teleprompter):
                                                                   calls=calls), where=f"<harvest {candidate.name}>")
 
     def _provenance(self, runs: list[str], score: float | None = None, calls: int = 0) -> Provenance:
-        return Provenance(program=self.program_name, run=", ".join(runs[:3]) + (" ..." if len(runs) > 3 else ""),
+        return Provenance(program=self._program_name, run=", ".join(runs[:3]) + (" ..." if len(runs) > 3 else ""),
                           date=self.date, score="" if score is None else f"{score:g}",
                           calls=str(calls) if calls else "")
 

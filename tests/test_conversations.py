@@ -185,3 +185,27 @@ def test_a_session_works_in_a_worker_process_too():
     with dspy.context(lm=lm), rlm.session() as chat:
         chat(context="a")
         assert chat(context="b").answer == "aba"
+
+
+def test_call_options_are_not_kept_as_inputs_of_a_turn():
+    from dspy_rlm import Sandbox
+
+    lm = by_history(["SUBMIT(answer='one')"], ["SUBMIT(answer=str(sorted(k for k in globals() if k.endswith('_1'))))"])
+    rlm = RLM("context -> answer")
+    with dspy.context(lm=lm), rlm.session() as chat:
+        chat(context="a", sandbox_factory=Sandbox)
+        assert chat(context="b").answer == "['context_1']"
+
+
+def test_a_rejected_answer_is_not_returned_at_a_limit():
+    lm = steps("SUBMIT(answer='maybe')")
+    with dspy.context(lm=lm):
+        result = RLM("context -> answer", validate=lambda o: "say yes or no", max_iters=1, on_limit="return")(context="x")
+    assert result.answer is None and result.limit == "iterations"
+
+
+def test_a_state_saved_without_compaction_loads_into_an_rlm_with_it(tmp_path):
+    RLM("context -> answer").save(str(tmp_path / "plain.json"))
+    loaded = RLM("context -> answer", compact_at=0.5)
+    loaded.load(str(tmp_path / "plain.json"))
+    assert "compact" in dict(loaded.named_predictors())

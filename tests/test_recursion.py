@@ -164,3 +164,35 @@ def test_a_child_ends_at_its_own_share_and_its_siblings_still_run():
     assert runaway_child["answer"] == "4"  # 1 model call + 4 sub-queries = its 5
     assert "share of the call" in runaway_child["trajectory"][0]["output"]
     assert calm_child["answer"] == "<one>"
+
+
+def test_a_child_out_of_its_share_ends_at_its_limit_and_the_parent_is_told():
+    lm = tree_lm(["print(rlm_query_batched(['a']))", "SUBMIT(answer='x')"],
+                 ["r = llm_query('one')\nprint(r)", "SUBMIT(answer=r)"])
+    result = call(lm, sub_lm=echo_sub(), max_child_llm_calls=2, on_limit="return")
+    [child] = result.trajectory[0]["children"]
+    assert child["limit"] == "sub_calls" and "without an answer" in child["error"]
+    assert result.trajectory[0]["output"].startswith("['[ERROR]") and "without an answer" in result.trajectory[0]["output"]
+
+
+def test_siblings_failed_steps_do_not_end_each_other():
+    lm = tree_lm(["print(rlm_query_batched(['1', '2', '3']))", "SUBMIT(answer='x')"],
+                 ["print(undefined_name)", "SUBMIT(answer=prompt)"])
+    result = call(lm, max_consecutive_errors=2, max_concurrency=3)
+    assert eval(result.trajectory[0]["output"]) == ["1", "2", "3"]
+
+
+async def test_a_childs_async_tools_run_on_the_callers_loop():
+    import asyncio
+
+    loops = []
+
+    async def where() -> str:
+        """Say which loop runs this tool."""
+        loops.append(asyncio.get_running_loop())
+        return "ok"
+
+    lm = tree_lm(["print(rlm_query('go'))", "SUBMIT(answer='x')"], ["SUBMIT(answer=where())"])
+    with dspy.context(lm=lm):
+        await RLM("context -> answer", max_depth=2, tools=[where]).acall(context="c")
+    assert loops == [asyncio.get_running_loop()]

@@ -23,6 +23,7 @@ from dspy.utils.exceptions import AdapterParseError, LMError
 
 from dspy_rlm import settings
 from dspy_rlm.core.secrets import error_text
+from dspy_rlm.errors import BudgetExceeded, SandboxError
 from dspy_rlm.core.transcript import format_history
 
 logger = logging.getLogger("dspy_rlm")
@@ -173,7 +174,7 @@ class HistoryCompactor:
         if request is not None:
             try:
                 self._done(request, models.call("compact", **request.inputs), sandbox, steps)
-            except (AdapterParseError, LMError) as error:
+            except (AdapterParseError, LMError, BudgetExceeded, SandboxError) as error:
                 logger.warning("RLM history compaction failed; the full history is used: %s", error_text(error))
 
     async def acompact(self, models: Any, sandbox: Any, steps: list[Any], max_output_chars: int) -> None:
@@ -181,7 +182,7 @@ class HistoryCompactor:
         if request is not None:
             try:
                 self._done(request, await models.acall("compact", **request.inputs), sandbox, steps)
-            except (AdapterParseError, LMError) as error:
+            except (AdapterParseError, LMError, BudgetExceeded, SandboxError) as error:
                 logger.warning("RLM history compaction failed; the full history is used: %s", error_text(error))
 
     def _done(self, request: CompactionRequest, summarized: Any, sandbox: Any, steps: list[Any]) -> None:

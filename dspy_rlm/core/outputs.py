@@ -156,15 +156,21 @@ def _first_line(exc: Exception) -> str:
     return " ".join(lines[:3])[:300] if lines else type(exc).__name__
 
 
+def validation_problem(outputs: dict[str, Any], validate: Callable[[dict[str, Any]], str | None] | None) -> str | None:
+    """What the host's `validate` says against `outputs` (None: accepted, or no validator). A validator
+    that raises is the program's bug: its error is the problem, never raised into the call."""
+    if validate is None:
+        return None
+    try:
+        return validate(dict(outputs)) or None
+    except Exception as error:
+        return f"the validator failed on this submission ({type(error).__name__}: {error})"
+
+
 def validated(outputs: dict[str, Any], validate: Callable[[dict[str, Any]], str | None] | None) -> dict[str, Any]:
     """`outputs` if the host's `validate` accepts them (or there is none); else an `OutputError` with its
     message, which the model is shown as it is shown a type error."""
-    if validate is None:
-        return outputs
-    try:
-        problem = validate(dict(outputs))
-    except Exception as error:  # a validator that fails is the program's bug: say so, don't end the call
-        problem = f"the validator failed on this submission ({type(error).__name__}: {error})"
+    problem = validation_problem(outputs, validate)
     if problem:
         raise OutputError(f"Your submission was not accepted: {problem}. Fix it and SUBMIT again.")
     return outputs

@@ -58,10 +58,11 @@ def child_task(with_context: bool) -> type[dspy.Signature]:
     return dspy.Signature(fields, CHILD_INSTRUCTIONS)
 
 
-def child_config(parent: RunConfig, with_context: bool) -> RunConfig:
-    """A child run's configuration: the parent's, for the child task (same predictors, limits and tools)."""
+def child_config(parent: RunConfig, with_context: bool, recursion: bool = True) -> RunConfig:
+    """A child run's configuration: the parent's, for the child task (same predictors, limits and tools);
+    `recursion=False` for a child at the depth limit, whose instructions then do not offer child runs."""
     task = child_task(with_context)
-    docs = function_docs(parent.tools, recursion=True, sub_models=list(parent.sub_lms))
+    docs = function_docs(parent.tools, recursion=recursion, sub_models=list(parent.sub_lms))
     return parent.following(signature=task, code_signature=build_code_signature(task, tool_docs=docs),
                             extract_signature=build_extract_signature(task), validate=None)
 
@@ -106,7 +107,7 @@ class Recursion:
         """A child run's answer to `prompt` (a plain sub-query at the depth limit)."""
         _check_prompt(prompt, "rlm_query")
         if self.at_limit:
-            return self.parent.sub_queries.query(plain_prompt(prompt, context))
+            return self.parent.sub_queries.query(plain_prompt(prompt, context), where="rlm_query")
         return self._child(prompt, context, time.perf_counter())
 
     def batched(self, prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
@@ -120,12 +121,14 @@ class Recursion:
             _check_prompt(prompt, f"rlm_query_batched prompt #{index}")
         contexts = contexts if contexts is not None else [None] * len(prompts)
         if self.at_limit:
-            return self.parent.sub_queries.batched([plain_prompt(p, c) for p, c in zip(prompts, contexts)])
+            return self.parent.sub_queries.batched([plain_prompt(p, c) for p, c in zip(prompts, contexts)],
+                                                   where="rlm_query_batched")
         gate = threading.Semaphore(self.parent.config.max_concurrency)
         futures = [submit_daemon(self._slot, p, c, time.perf_counter(), name="rlm-child", gate=gate)
                    for p, c in zip(prompts, contexts)]
         wait = host_call_remaining()
-        return [_slot_result(future, wait) for future in futures]
+        ends = None if wait is None else time.monotonic() + wait  # one bound for the batch, not one per slot
+        return [_slot_result(future, ends) for future in futures]
 
     def _slot(self, prompt: str, context: Any, started: float) -> str:
         try:
@@ -134,6 +137,8 @@ class Recursion:
             return slot_error(error)
 
     def _child(self, prompt: str, context: Any, started: float) -> str:
+        if self.parent.budget.remaining == 0:  # a child needs calls: refused as a sub-query is (and counted)
+            self.parent.budget.reserve(1)
         depth = self.depth + 1
         config = self._config(context is not None)
         inputs = {"prompt": prompt, **({"context": context} if context is not None else {})}
@@ -141,7 +146,7 @@ class Recursion:
         with child_event(prompt, depth) as event, span("rlm.child", "CHAIN", {"depth": depth, "prompt": prompt}) as active:
             share = BudgetShare(self.parent.budget, self.parent.config.max_child_llm_calls)
             run = self.make_run(config, inputs, tree=self.tree, depth=depth, deadline=self._child_deadline(),
-                                budget=share)
+                                budget=share, tool_loop=self.parent.tool_loop)
             try:
                 with self._live_slot(depth), run:
                     prediction = drive(run)
@@ -153,6 +158,11 @@ class Recursion:
                 self._keep(record, error=error_text(error), trajectory=run.trajectory(), started=started)
                 raise
             answer = prediction.get("answer")
+            if answer is None:  # it ended at a limit without an answer: say so, not "null"
+                problem = f"the child run ended at its {prediction.get('limit')} limit without an answer"
+                self._keep(record, error=problem, trajectory=prediction.trajectory, limit=prediction.get("limit"),
+                           started=started)
+                raise RuntimeError(problem)
             answer = answer if isinstance(answer, str) else json.dumps(answer, default=str)
             self._keep(record, answer=answer, trajectory=prediction.trajectory, limit=prediction.get("limit"),
                        started=started)
@@ -162,7 +172,8 @@ class Recursion:
 
     def _config(self, with_context: bool) -> RunConfig:
         if with_context not in self._configs:
-            self._configs[with_context] = child_config(self.parent.config, with_context)
+            deeper = self.depth + 1 < self.tree.max_depth  # can the child start children of its own?
+            self._configs[with_context] = child_config(self.parent.config, with_context, recursion=deeper)
         return self._configs[with_context]
 
     def _child_deadline(self) -> Deadline:
@@ -208,9 +219,9 @@ class _Slot:
         self.gate.release()
 
 
-def _slot_result(future: Any, wait_s: float | None) -> str:
+def _slot_result(future: Any, ends: float | None) -> str:
     try:
-        return future.result(timeout=wait_s)
+        return future.result(timeout=None if ends is None else max(ends - time.monotonic(), 0.0))
     except Exception as error:  # the step's time ran out before this child finished
         future.cancel()
         return slot_error(TimeoutError(f"the child run did not finish in the step's time: {error_text(error)}"))

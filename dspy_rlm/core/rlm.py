@@ -253,6 +253,8 @@ class RLM(dspy.Module):
 
     def load_state(self, state: dict[str, Any], **kwargs: Any) -> None:
         """DSPy's `load_state`, refusing by name a state of another program or task (see `core.predictors`)."""
+        if hasattr(self, "compact") and "compact" not in state:  # saved before compaction was on: keep it untuned
+            state = {**state, "compact": self.compact.dump_state()}
         check_program_state(state, [name for name, _ in self.named_parameters()])
         library = CodeLibrary.from_state(state["library"]) if "library" in state else None  # hash checked first
         super().load_state(state, **kwargs)

@@ -31,9 +31,9 @@ from dspy_rlm.core.solver import library_section, library_setup, try_solver
 from dspy_rlm.core.subqueries import SubQueries
 from dspy_rlm.core.tools import tool_function
 from dspy_rlm.core.transcript import Step, StepErrorKind, extract_code, format_iteration, format_variables
-from dspy_rlm.core.tree import RunTree
+from dspy_rlm.core.tree import ErrorStreak, RunTree
 from dspy_rlm.errors import (
-    CodeProblem, InputsNotLoaded, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError,
+    BudgetExceeded, CodeProblem, InputsNotLoaded, LimitExceeded, LimitName, LMFailure, OutputError, SandboxCrash, SandboxError,
 )
 from dspy_rlm.observability.tracing import fenced, set_outputs, span
 from dspy_rlm.sandbox import CodeSandbox, StepResult, check_sandbox, run_awaitable
@@ -59,12 +59,14 @@ class RLMRun:
 
     def __init__(self, config: RunConfig, inputs: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None, *,
                  tree: RunTree | None = None, depth: int = 1, deadline: Deadline | None = None,
-                 budget: CallBudget | None = None, session: RLMSession | None = None):
+                 budget: CallBudget | None = None, session: RLMSession | None = None,
+                 tool_loop: asyncio.AbstractEventLoop | None = None):
         """A root run makes its `tree`; a child (`core/recursion.py`) is given its parent's, its depth, and a
         deadline cut to its parent's step and its share of the budget; a session's run (`core/sessions.py`) uses the session's sandbox."""
         self.config = config
         self.inputs = session.variables(inputs) if session is not None else inputs
         self.loop = loop
+        self.tool_loop = tool_loop or loop  # where async tools run: the caller's loop, for children too
         self.limits = config.limits
         self.tree = tree or RunTree.for_call(max_depth=config.max_depth, max_llm_calls=config.max_llm_calls,
                                              max_time=self.limits.max_time, max_live_sandboxes=config.max_live_sandboxes)
@@ -86,6 +88,8 @@ class RLMRun:
         self.steps: list[Step] = []
         self.sandbox: CodeSandbox | None = None
         self.best_answer: dict | None = None
+        # Failed steps in a row, of this run: concurrent siblings must not end each other's runs.
+        self.errors = ErrorStreak()
         self.solver: dict[str, Any] | None = None  # set by try_solver (core/solver.py)
         self.approvals = ApprovalLog()  # decisions on side-effect tool calls, taken by each step
 
@@ -140,7 +144,7 @@ class RLMRun:
         try:
             self.compact_history()
             return self.models.call("generate_code", **self.code_inputs(iteration))
-        except (AdapterParseError, DeadlineReached) as problem:
+        except (AdapterParseError, DeadlineReached, BudgetExceeded) as problem:  # the last: a child's share
             self._generation_failed(iteration, problem)
             return None
         except LMError as error:
@@ -150,7 +154,7 @@ class RLMRun:
         try:
             await self.acompact_history()
             return await self.models.acall("generate_code", **self.code_inputs(iteration))
-        except (AdapterParseError, DeadlineReached) as problem:
+        except (AdapterParseError, DeadlineReached, BudgetExceeded) as problem:  # the last: a child's share
             self._generation_failed(iteration, problem)
             return None
         except LMError as error:
@@ -209,10 +213,11 @@ class RLMRun:
         if error == "timeout" and self.deadline.passed:  # the step was cut short by the call's deadline
             output = f"{output}\n[the call's {self.deadline.seconds:g} s deadline (max_time) was reached]"
         if result.submitted:
+            previous = self.best_answer
             self.best_answer = result.submission if isinstance(result.submission, dict) else self.best_answer
             try:
-                outputs = validated(parse_submission(result.submission, self.config.signature.output_fields),
-                                    self.config.validate)
+                outputs = self._accepted(parse_submission(result.submission, self.config.signature.output_fields),
+                                         previous)
             except OutputError as problem:
                 output, error = (f"{output}\n{problem}" if result.stdout or result.stderr else str(problem)), "output"
         self._record(iteration, action.reasoning, code, output, error, started)
@@ -240,10 +245,12 @@ class RLMRun:
         limits = self.limits
         if self.deadline.passed:
             return "deadline"
+        if self.depth > 1 and self.budget.remaining == 0:  # a child that cannot call its model again
+            return "sub_calls"
         spent = self.usage_limit_reached()
         if spent is not None:
             return spent
-        if limits.max_consecutive_errors is not None and self.tree.errors.count >= limits.max_consecutive_errors:
+        if limits.max_consecutive_errors is not None and self.errors.count >= limits.max_consecutive_errors:
             return "consecutive_errors"
         if self.budget.refusals >= 2:  # the model was told once, and asked again
             return "sub_calls"
@@ -275,7 +282,7 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 extracted = self.models.call("extract", **self._extract_inputs())
-            except (DeadlineReached, AdapterParseError, LMError) as problem:
+            except (DeadlineReached, BudgetExceeded, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
         return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
@@ -285,7 +292,7 @@ class RLMRun:
         if self._wants_extract(limit):
             try:
                 extracted = await self.models.acall("extract", **self._extract_inputs())
-            except (DeadlineReached, AdapterParseError, LMError) as problem:
+            except (DeadlineReached, BudgetExceeded, AdapterParseError, LMError) as problem:
                 return self._extract_failed(problem)
             return self.prediction(self._outputs_of(extracted), EXTRACTED, limit)
         return self.prediction(self._best_outputs(), f"Stopped at the {limit} limit", limit)
@@ -294,6 +301,8 @@ class RLMRun:
         """`extract` ran past the deadline (end as at the deadline) or failed (a typed error)."""
         if isinstance(problem, DeadlineReached):
             return self.prediction(self._best_outputs(), "Stopped at the deadline limit", "deadline")
+        if isinstance(problem, BudgetExceeded):  # a child whose share ran out between the check and the call
+            return self.prediction(self._best_outputs(), "Stopped at the sub_calls limit", "sub_calls")
         raise LMFailure(f"the extract step failed: {error_text(problem)}", **self._details()) from scrubbed(problem)
 
     def prediction(self, outputs: dict[str, Any], final_reasoning: str, limit: str | None = None) -> dspy.Prediction:
@@ -313,7 +322,8 @@ class RLMRun:
         return limit
 
     def _wants_extract(self, limit: LimitName) -> bool:
-        return self.limits.on_limit == "extract" and limit in _EXTRACTABLE
+        out_of_calls = self.depth > 1 and self.budget.remaining == 0  # a child's extract would be one call more
+        return self.limits.on_limit == "extract" and limit in _EXTRACTABLE and not out_of_calls
 
     def _details(self) -> dict[str, Any]:
         return {"trajectory": self.trajectory(), "best_answer": self.best_answer, "usage": self.ledger.summary()}
@@ -331,6 +341,14 @@ class RLMRun:
 
     # -- helpers -----------------------------------------------------------
 
+    def _accepted(self, outputs: dict[str, Any], previous: dict | None) -> dict[str, Any]:
+        """`outputs` if the host's `validate` takes them; a rejected answer is not kept as the best one."""
+        try:
+            return validated(outputs, self.config.validate)
+        except OutputError:
+            self.best_answer = previous
+            raise
+
     def compact_history(self) -> None:
         """Summarize older steps if the history has outgrown its share of the window (`core/compaction.py`)."""
         self.history.compact(self.models, self.sandbox, self.steps, self.config.max_output_chars)
@@ -341,6 +359,8 @@ class RLMRun:
     def _generation_failed(self, iteration: int, problem: Exception) -> None:
         if isinstance(problem, DeadlineReached):
             message = f"[Error] {problem} while the model was writing this step."
+        elif isinstance(problem, BudgetExceeded):
+            message = f"[Error] {problem}"
         else:
             message = (f"[Error] Your answer could not be parsed ({type(problem).__name__}). "
                        "Answer with the `reasoning` and `code` fields, the code in a ```python block.")
@@ -354,13 +374,13 @@ class RLMRun:
             children=self.recursion.take_records(), approvals=self.approvals.take(),
         )
         self.steps.append(step)
-        self.tree.errors.record(failed=error is not None)
+        self.errors.record(failed=error is not None)
         if self.config.verbose:
             step_logger.info("RLM step %d (%s s)\n--- code ---\n%s\n--- output ---\n%s", iteration, step.seconds,
                              step.code, step.output)  # as kept: bounded (and scrubbed)
 
     def _run_coroutine(self, coroutine: Awaitable[Any]) -> Any:
-        return run_awaitable(coroutine, self.loop)
+        return run_awaitable(coroutine, self.tool_loop)
 
 
 def _step_code(text: str | None) -> str:

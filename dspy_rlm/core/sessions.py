@@ -105,7 +105,8 @@ class RLMSession:
 
     def _finished(self, inputs: dict[str, Any], prediction: dspy.Prediction) -> dspy.Prediction:
         outputs = {name: prediction.get(name) for name in self.rlm.signature.output_fields}
-        self.turns.append({"inputs": inputs, "outputs": outputs})
+        kept = {name: value for name, value in inputs.items() if name in self.rlm.signature.input_fields}  # no call options
+        self.turns.append({"inputs": kept, "outputs": outputs})
         return prediction
 
     def _route(self, name: str) -> Callable[..., Any]:

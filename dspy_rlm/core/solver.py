@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dspy_rlm.core.outputs import parse_submission
+from dspy_rlm.core.outputs import parse_submission, validation_problem
 from dspy_rlm.errors import OutputError, SandboxCrash, SandboxError
 from dspy_rlm.library import SOLVER_STEP_TAG, CodeLibrary
 
@@ -71,7 +71,7 @@ def try_solver(run: Any) -> dict[str, Any] | None:
     run.solver = {"used": False, "error": problem.strip()[-2_000:]}
     run._record(0, "The library's solver ran first.", code, f"{result.observation}\n{FALLBACK_NOTE}",
                     result.error_kind or "output", started)
-    run.tree.errors.record(failed=False)  # the solver's failure is not the model's: no error streak
+    run.errors.record(failed=False)  # the solver's failure is not the model's: no error streak
     return None
 
 
@@ -80,8 +80,5 @@ def _validated(run: Any, submission: Any) -> tuple[dict[str, Any] | None, str | 
         outputs = parse_submission(submission, run.config.signature.output_fields)
     except OutputError as problem:
         return None, f"the solver's outputs do not fit the signature: {problem}"
-    validate = getattr(run.config, "validate", None)
-    message = validate(outputs) if validate is not None else None
-    if message:
-        return None, f"the solver's outputs failed validation: {message}"
-    return outputs, None
+    problem = validation_problem(outputs, getattr(run.config, "validate", None))  # a raising one: its error
+    return (None, f"the solver's outputs failed validation: {problem}") if problem else (outputs, None)

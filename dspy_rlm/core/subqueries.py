@@ -75,20 +75,20 @@ class SubQueries:
             records, self._records = self._records, []
         return records
 
-    def query(self, prompt: str, model: str | None = None) -> str:
-        """Ask the sub-model (or the named one of `sub_lms`) one prompt."""
-        self._check_prompt(prompt, "llm_query")
-        self._check_model(model, "llm_query")
+    def query(self, prompt: str, model: str | None = None, *, where: str = "llm_query") -> str:
+        """Ask the sub-model (or the named one of `sub_lms`) one prompt; `where` names the function in errors."""
+        self._check_prompt(prompt, where)
+        self._check_model(model, where)
         self.budget.reserve(1)
         return self._ask(prompt, model)
 
-    def batched(self, prompts: list[str], model: str | None = None) -> list[str]:
+    def batched(self, prompts: list[str], model: str | None = None, *, where: str = "llm_query_batched") -> list[str]:
         """Ask many prompts concurrently; a failed slot holds an "[ERROR] ..." string."""
         if not isinstance(prompts, list):
-            raise TypeError(f"llm_query_batched expects a list of strings, got {type(prompts).__name__}")
+            raise TypeError(f"{where} expects a list of strings, got {type(prompts).__name__}")
         for index, prompt in enumerate(prompts):
-            self._check_prompt(prompt, f"llm_query_batched prompt #{index}")
-        self._check_model(model, "llm_query_batched")
+            self._check_prompt(prompt, f"{where} prompt #{index}")
+        self._check_model(model, where)
         if not prompts:
             return []
         self.budget.reserve(len(prompts))

@@ -2,8 +2,9 @@
 
 A call with `max_depth >= 2` is a tree of runs: the root's code starts children with
 `rlm_query`, and theirs may start grandchildren. They all draw on one budget: the
-sub-model call ceiling, the usage ledger (tokens and cost), the deadline and the
-streak of failed steps are single objects held here, on the host. The depth of a
+sub-model call ceiling, the usage ledger (tokens and cost) and the deadline are single
+objects held here, on the host. (`max_consecutive_errors` applies to each run's own
+steps: concurrent siblings must not end each other.) The depth of a
 run and the limit are plain numbers the host passes down; nothing in a sandbox can
 see or change them (environment variables, globals and patched functions there
 touch only that guest).
@@ -19,7 +20,7 @@ from dspy_rlm.core.limits import Deadline
 
 
 class ErrorStreak:
-    """Failed steps in a row, counted over every run of the tree (a success anywhere ends the streak)."""
+    """Failed steps in a row of one run (a success ends the streak)."""
 
     def __init__(self) -> None:
         self._count = 0
@@ -49,14 +50,13 @@ class RunTree:
     deadline: Deadline
     max_live_sandboxes: int
     ledger: UsageLedger = field(default_factory=UsageLedger)
-    errors: ErrorStreak = field(default_factory=ErrorStreak)
     _slots: dict[int, threading.BoundedSemaphore] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def for_call(cls, *, max_depth: int, max_llm_calls: int, max_time: float | None,
                  max_live_sandboxes: int) -> RunTree:
-        """The tree of a new call: a fresh budget, ledger, deadline and error streak."""
+        """The tree of a new call: a fresh budget, ledger and deadline."""
         return cls(max_depth=max_depth, budget=CallBudget(max_llm_calls), deadline=Deadline(max_time),
                    max_live_sandboxes=max_live_sandboxes)
 

@@ -104,8 +104,8 @@ class LLMSubQueries(SubQueries):
                          max_prompt_chars=max_prompt_chars, max_concurrency=max_concurrency)
         self._ask_model = ask
 
-    def _ask_now(self, prompt: str) -> str:
-        with self._recorded(prompt) as answer:
+    def _ask_now(self, prompt: str, model: str | None = None) -> str:  # no named sub-models here: model is None
+        with self._recorded(prompt, model) as answer:
             answer.append(self._ask_model(prompt))
         return answer[0]
 
