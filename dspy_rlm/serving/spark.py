@@ -124,6 +124,10 @@ class _watching:
         self.stop.set()
         if self.thread.is_alive():
             self.thread.join(timeout=5)
+        # The stage may finish between two polls (a fast job): the block returning means every task did.
+        if self.progress is not None and exc[0] is None and self.done < self.partitions:
+            self.done = self.partitions
+            self.progress(self.done, self.partitions)
 
     def _poll(self) -> None:
         while not self.stop.wait(self.every):

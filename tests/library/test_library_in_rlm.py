@@ -113,3 +113,13 @@ def test_library_functions_may_call_sub_models_and_their_calls_are_recorded():
         prediction = _rlm(CodeLibrary(functions=[ask]).recording(recorder), sub_lm=sub)(context="a b")
     assert prediction.answer == "['S', 'S']" and prediction.usage["sub_calls"] == 2
     assert [(c.function, c.args, c.result) for c in recorder.calls] == [("ask_each", (["a", "b"],), ["S", "S"])]
+
+
+def test_a_call_is_recorded_with_its_arguments_as_they_came_in():
+    from dspy_rlm.library import CallRecorder
+
+    last = library_function('def take_last(items):\n    """Remove and return the last item."""\n    return items.pop()\n')
+    recorder = CallRecorder()
+    with dspy.context(lm=steps("FINAL(str(take_last([1, 2, 3])))")):
+        _rlm(CodeLibrary(functions=[last]).recording(recorder))(context="x")
+    assert [(c.args, c.result) for c in recorder.calls] == [(([1, 2, 3],), 3)]
