@@ -61,8 +61,9 @@ class RLMRun:
                  tree: RunTree | None = None, depth: int = 1, deadline: Deadline | None = None,
                  budget: CallBudget | None = None, session: RLMSession | None = None,
                  tool_loop: asyncio.AbstractEventLoop | None = None):
-        """A root run makes its `tree`; a child (`core/recursion.py`) is given its parent's, its depth, and a
-        deadline cut to its parent's step and its share of the budget; a session's run (`core/sessions.py`) uses the session's sandbox."""
+        """A root run makes its `tree`. A child (`core/recursion.py`) is given its parent's tree, its depth,
+        a deadline cut to its parent's step, its share of the budget and the caller's loop for its tools.
+        A session's run (`core/sessions.py`) uses the session's sandbox."""
         self.config = config
         self.inputs = session.variables(inputs) if session is not None else inputs
         self.loop = loop

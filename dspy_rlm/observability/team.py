@@ -130,10 +130,12 @@ class TeamServer:
         if fresh:
             self._pg(["initdb", "-D", str(self.data), "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--no-instructions"])
         options = f"-p {self.pg_port} -c listen_addresses=127.0.0.1 -k {sockets}"
+        self._pg_started = True  # before the start: a start that timed out may still leave a postmaster to stop
         self._pg(["pg_ctl", "start", "-D", str(self.data), "-o", options, "-l", str(self.folder / "postgres.log"), "-w"])
-        self._pg_started = True
-        if fresh:
-            self._pg(["createdb", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", DB_USER, DATABASE])
+        # Every start, not only a fresh folder's: an earlier start may have failed after initdb, before createdb.
+        made = self._pg(["createdb", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", DB_USER, DATABASE], check=False)
+        if made.returncode != 0 and "already exists" not in (made.stderr or ""):
+            raise RuntimeError(f"createdb failed (status {made.returncode}): {(made.stderr or made.stdout).strip()}")
 
     def _start_mlflow(self) -> None:
         artifacts = self.folder / "artifacts"

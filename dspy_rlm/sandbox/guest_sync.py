@@ -60,11 +60,21 @@ def call_as(label, name, /, *args, **kwargs):
 
 
 def _call(label, name, args, kwargs):
+    global _bridge
     connection = _connection()
     request = _dumps([name, _encode_call(label, args, kwargs)], ensure_ascii=False).encode("utf-8")
-    connection.sendall(_struct.pack(">I", len(request)) + request)
-    (size,) = _struct.unpack(">I", _receive(4))
-    kind, value = _loads(_receive(size).decode("utf-8"))
+    try:
+        connection.sendall(_struct.pack(">I", len(request)) + request)
+        (size,) = _struct.unpack(">I", _receive(4))
+        kind, value = _loads(_receive(size).decode("utf-8"))
+    except BaseException:
+        # A late reply must never answer the next call: drop this connection (the next call opens another).
+        _bridge = None
+        try:
+            connection.close()
+        except Exception:
+            pass
+        raise
     if kind == "ok":
         return _loads(value)
     if kind == "limit":

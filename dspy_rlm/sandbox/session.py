@@ -177,7 +177,7 @@ class Sandbox:
             self._bridge = SyncBridge(reply_with({c["description"]: c["fn"] for c in callbacks}, over))
             weakref.finalize(self, self._bridge.close)
         return load_factory().create_session(
-            network=self._bridge.network() if self._bridge else None,
+            network=self._bridge.network(lim.step_timeout_s) if self._bridge else None,
             resource_limits=eryx.ResourceLimits(
                 execution_timeout_ms=max(1, round(lim.step_timeout_s * 1000)),
                 # A backstop: `_host_callback` bounds each call itself, by the step's time too.

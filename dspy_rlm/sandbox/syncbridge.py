@@ -19,6 +19,7 @@ or to a real interface cannot be reached.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import socket
 import struct
@@ -32,7 +33,8 @@ __all__ = ["SyncBridge", "reply_with"]
 
 # (function name, JSON arguments) -> (kind, value); kinds as in guest_sync.py.
 Handler = Callable[[str, str], tuple[str, str]]
-_MAX_FRAME = 256 * 2**20  # wasmtime copies at most ~128 MiB per host call; this is a sanity bound
+# A call's arguments or reply: more would make the host buffer what the guest's own memory cap forbids it.
+_MAX_FRAME = 32 * 2**20
 
 
 def reply_with(callbacks: Mapping[str, Callable[[str], Any]], over_limit: Callable[[], bool]) -> Handler:
@@ -68,9 +70,12 @@ class SyncBridge:
         self._closed = False
         threading.Thread(target=self._accept, name="rlm-sync-bridge", daemon=True).start()
 
-    def network(self) -> eryx.NetConfig:
-        """The session's network: this bridge's address and nothing else."""
-        return eryx.NetConfig(allowed_hosts=[self.host]).allow_localhost()
+    def network(self, step_timeout_s: float) -> eryx.NetConfig:
+        """The session's network: this bridge's address and nothing else. A guest waits for a reply as long as
+        a step may last (eryx's own default, 60 s, would cut longer calls and outlast shorter steps)."""
+        wait_ms = math.ceil(step_timeout_s * 1000) + 1000
+        return eryx.NetConfig(allowed_hosts=[self.host], io_timeout_ms=wait_ms,
+                              connect_timeout_ms=min(wait_ms, 5000)).allow_localhost()
 
     def address(self) -> tuple[str, int, str]:
         """(host, port, token) for the next guest boot; earlier connections are closed."""
@@ -106,13 +111,16 @@ class SyncBridge:
             with self._lock:
                 if self._closed or not self._token or not secrets.compare_digest(token, self._token):
                     return
-                self._connections.append(connection)
+                # One live connection per guest: a new one (the guest dropped the last) replaces it.
+                old, self._connections = self._connections, [connection]
+            for stale in old:
+                _close(stale)
             try:
                 while (request := _read_frame(connection)) is not None:
                     name, payload = json.loads(request)
                     kind, value = self._handler(str(name), str(payload))
                     _write_frame(connection, json.dumps([kind, value], ensure_ascii=False).encode("utf-8"))
-            except (OSError, ValueError):  # the guest went away (a reset), or sent garbage
+            except Exception:  # the guest went away (a reset), or sent garbage: end this connection quietly
                 return
 
 
@@ -136,7 +144,7 @@ def _read_line(connection: socket.socket, limit: int = 64) -> str:
         if not chunk or len(data) > limit:
             raise OSError("no token")
         data += chunk
-    return data[:-1].decode("ascii", "replace")
+    return data[:-1].decode("ascii", "replace").encode("ascii", "replace").decode("ascii")
 
 
 def _read_exact(connection: socket.socket, count: int) -> bytes | None:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import dspy
 
+from dspy_rlm.core.secrets import error_text
 from dspy_rlm.errors import RLMError
 from dspy_rlm.sandbox.factory import factory_loaded
 
@@ -110,10 +111,10 @@ def answer_row(program: dspy.Module, row: dict[str, Any], inputs: list[str], out
                              f"its columns: {sorted(row)}")
         prediction = program(**{name: _cell(row[name]) for name in inputs})
     except RLMError as failure:
-        error, partial = f"{type(failure).__name__}: {failure}", failure.best_answer or {}
+        error, partial = error_text(failure), failure.best_answer or {}  # scrubbed: rows reach files and MLflow
         usage, trajectory = failure.usage or {}, failure.trajectory or []
     except Exception as failure:  # noqa: BLE001  (refused inputs, a bad row, a model error: the row's, not the job's)
-        error, usage, trajectory = f"{type(failure).__name__}: {failure}", {}, []
+        error, usage, trajectory = error_text(failure), {}, []
     if prediction is not None:
         usage, trajectory = prediction.get("usage") or {}, prediction.get("trajectory") or []
         partial = {name: prediction.get(name) for name in outputs}

@@ -109,3 +109,37 @@ def test_keyword_arguments_may_use_any_name(make):
     sandbox = make({}, {"echo": lambda **kw: sorted(kw)}, sync_calls=True)
     result = sandbox.run("import _rlm_host\nprint(_rlm_host.call_sync('echo', name=1, label=2, args=3))")
     assert result.stdout == "['args', 'label', 'name']\n"
+
+
+FLOOD = '''
+import socket, struct, _rlm_host
+host, port, token = _rlm_host._bridge_address
+s = socket.create_connection((host, port))
+s.sendall(token.encode() + b"\\n" + struct.pack(">I", 200 * 2**20) + b"x" * 1024)
+try:
+    print("closed" if s.recv(1) == b"" else "open")
+except OSError:  # reset: closed too
+    print("closed")
+print(_rlm_host.call_sync("add", 1, 2))  # the guest's own bridge still answers, on a fresh connection
+'''
+
+
+def test_a_frame_larger_than_a_call_may_be_is_refused_before_it_is_buffered(make):
+    sandbox = make({}, {"add": lambda a, b: a + b}, sync_calls=True, limits=SandboxLimits(step_timeout_s=10))
+    result = sandbox.run(FLOOD)
+    assert result.error is None and result.stdout == "closed\n3\n"
+
+
+def test_a_failed_sync_call_does_not_leave_its_reply_for_the_next(make):
+    def slow(x):
+        time.sleep(1.5)
+        return f"slow {x}"
+
+    code = ("import _rlm_host\n_rlm_host.call_sync('fast', 'warm')\n"  # this step's connection
+            "_rlm_host._bridge.settimeout(0.2)\n"
+            "try:\n    _rlm_host.call_sync('slow', 'a')\nexcept Exception:\n    print('failed')\n"
+            "print(_rlm_host.call_sync('fast', 'b'))")
+    sandbox = make({}, {"slow": slow, "fast": lambda x: f"fast {x}"}, sync_calls=True,
+                   limits=SandboxLimits(step_timeout_s=10))
+    result = sandbox.run(code)
+    assert result.stdout == "failed\nfast b\n", result

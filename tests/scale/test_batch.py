@@ -108,3 +108,13 @@ def test_without_the_extras_the_errors_name_them(monkeypatch, tmp_path, niah_mod
     code = main(["batch", "--model", niah_model, "--input", str(source), "--output", str(tmp_path / "o.jsonl"),
                  "--spark", "local[1]", "--tracking-uri", ""])
     assert code == 2 and "pip install 'dspy-rlm[spark]'" in capsys.readouterr().err
+
+
+def test_a_rows_error_is_scrubbed_of_keys_before_it_reaches_files_or_mlflow():
+    from dspy_rlm.serving.rows import answer_row
+
+    def leaky(**inputs):
+        raise RuntimeError("401 Unauthorized: Bearer sk-abcdefghijklmnopqrstuvwxyz")
+
+    record = answer_row(leaky, {"context": "c", "query": "q"}, ["context", "query"], ["answer"])
+    assert record["error"].startswith("RuntimeError: 401") and "sk-abcdefghij" not in record["error"]
