@@ -320,6 +320,8 @@ class Sandbox:
                 failure = ("timeout", "")
         except Exception as exc:
             failure = classify_failure(exc, step.timed_out)
+        # The step is over: a host call the guest sent without waiting (over the sync bridge) is refused.
+        step.deadline = float("-inf")
         if failure is not None:
             return self._recover(failure, step, start)
         return self._result(report, step, start)
