@@ -33,6 +33,7 @@ from dspy_rlm.core.limits import Deadline, submit_daemon
 from dspy_rlm.core.records import ChildRecord
 from dspy_rlm.core.secrets import error_text
 from dspy_rlm.core.signatures import build_code_signature, build_extract_signature
+from dspy_rlm.core.steps import run_steps
 from dspy_rlm.core.subqueries import slot_error
 from dspy_rlm.core.tools import function_docs
 from dspy_rlm.errors import RLMError
@@ -149,7 +150,7 @@ class Recursion:
                                 budget=share, tool_loop=self.parent.tool_loop)
             try:
                 with self._live_slot(depth), run:
-                    prediction = drive(run)
+                    prediction = run_steps(run)
             except RLMError as error:
                 self._keep(record, error=error_text(error), trajectory=error.trajectory,
                            limit=getattr(error, "limit", None), started=started)
@@ -189,20 +190,6 @@ class Recursion:
         kept = record.model_copy(update={**values, "seconds": round(time.perf_counter() - started, 4)})
         with self._lock:
             self._records.append((started, kept))
-
-
-def drive(run: Any) -> dspy.Prediction:
-    """A child run's loop: generate and execute steps until SUBMIT or a limit (as `RLM.forward` does for the root)."""
-    for iteration in range(1, run.config.max_iters + 1):
-        if run.limit_reached():
-            break
-        with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration, "depth": run.depth}) as active:
-            action = run.generate(iteration)
-            outputs = run.execute(iteration, action)
-            set_outputs(active, run.step_view(iteration, submitted=outputs is not None))
-        if outputs is not None:
-            return run.prediction(outputs, action.reasoning)
-    return run.finish()
 
 
 class _Slot:

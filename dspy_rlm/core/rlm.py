@@ -25,6 +25,7 @@ from dspy_rlm.core.sessions import RLMSession
 from dspy_rlm.core.limits import RunLimits, in_daemon_thread
 from dspy_rlm.core.predictors import Predict, check_program_state, task_record, unpicklable_parts
 from dspy_rlm.core.run import RLMRun
+from dspy_rlm.core.steps import run_steps
 from dspy_rlm.core.approval import Policy, check_policy
 from dspy_rlm.core.solver import SOLVED
 from dspy_rlm.library import CodeLibrary
@@ -193,17 +194,8 @@ class RLM(dspy.Module):
             solved = run.try_solver()  # the library's solve.py, if any: no root-model call when it answers
             if solved is not None:
                 return run.prediction(solved, SOLVED)
-            for iteration in range(1, config.max_iters + 1):
-                if run.limit_reached():
-                    break
-                with span(f"rlm.iteration.{iteration}", "CHAIN", {"iteration": iteration}) as active:
-                    action = run.generate(iteration)
-                    outputs = run.execute(iteration, action)
-                    set_outputs(active, run.step_view(iteration, submitted=outputs is not None))
-                if outputs is not None:
-                    stream_submitted(config.extract, outputs)
-                    return run.prediction(outputs, action.reasoning)
-            return run.finish()
+            # Steps until SUBMIT or a limit (the same loop as a child run's); a submission is streamed first.
+            return run_steps(run, on_submitted=lambda outputs: stream_submitted(config.extract, outputs))
 
     async def aforward(self, *, sandbox_factory: SandboxFactory | None = None, session: RLMSession | None = None,
                        **inputs: Any) -> dspy.Prediction:
